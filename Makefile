@@ -1,0 +1,51 @@
+# Every target is a thin call into the `triage` CLI or a script; `make run` and `make test` set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TRIAGE := $(VENV)/bin/triage
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install run demo test test-fast lint format bench train clean
+
+install: $(STAMP)
+
+# torch goes first and by exact version: pip then takes the local CPU wheel instead of several GB of CUDA packages.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: install
+	$(TRIAGE) demo --out models
+
+demo: run
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+format: install
+	$(VENV)/bin/ruff format src tests scripts
+	$(VENV)/bin/ruff check --fix src tests scripts
+
+# make train DATA=export.csv TEXT=subject,body LABEL=queue [ARGS="--priority priority --optimize-weights"]
+train: install
+	$(TRIAGE) train --data $(DATA) --text $(TEXT) --label $(LABEL) --out models $(ARGS)
+
+bench: install
+	$(PY) scripts/bench_accuracy.py
+
+clean:
+	rm -rf .pytest_cache .ruff_cache build src/*.egg-info

@@ -1,0 +1,204 @@
+"""The ``triage`` command: the contract other tools script against (train, predict, evaluate, demo)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from ticket_triage.data.errors import DataError
+from ticket_triage.data.loader import LoadResult, load_tickets, parse_columns
+from ticket_triage.data.schema import ColumnMap
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(
+    help="Ticket Triage: classify helpdesk tickets into a queue and a priority with calibrated confidence.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DataOpt = Annotated[list[Path], typer.Option("--data", help="CSV, Parquet or JSON Lines file; repeat for more.")]
+TextOpt = Annotated[str, typer.Option("--text", help="Text column(s), comma-separated, e.g. subject,body.")]
+PriorityOpt = Annotated[str | None, typer.Option("--priority", help="Priority column (second target).")]
+TimestampOpt = Annotated[str | None, typer.Option("--timestamp", help="Ticket creation time column.")]
+ChannelOpt = Annotated[str | None, typer.Option("--channel", help="Channel column (email, chat, …).")]
+TierOpt = Annotated[str | None, typer.Option("--tier", help="Customer tier column.")]
+UrgencyOpt = Annotated[str | None, typer.Option("--urgency", help="Declared urgency column.")]
+IdOpt = Annotated[str | None, typer.Option("--id", help="ID column copied to the output (default: 'id' if present).")]
+ModelOpt = Annotated[Path, typer.Option("--model", help="Bundle folder, or a models folder with a LIVE file.")]
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _columns(text: str, **fields: str | None) -> ColumnMap:
+    try:
+        return ColumnMap(text=parse_columns(text), **fields)
+    except ValueError as exc:
+        _fail(f"--text: {exc}")
+
+
+def _load(paths: list[Path], columns: ColumnMap, require_label: bool) -> LoadResult:
+    try:
+        result = load_tickets(paths, columns, require_label=require_label)
+    except DataError as exc:
+        _fail(str(exc))
+    for line in result.report.lines():
+        typer.echo(f"data: {line}")
+    return result
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False) -> None:
+    """Ticket Triage command line."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s",
+                        stream=sys.stderr)
+
+
+@app.command()
+def train(
+    data: DataOpt,
+    text: TextOpt,
+    label: Annotated[str, typer.Option("--label", help="Category column (the queue/team).")],
+    out: Annotated[Path, typer.Option("--out", help="Models folder; the bundle is written to a new version in it.")],
+    priority: PriorityOpt = None,
+    timestamp: TimestampOpt = None,
+    channel: ChannelOpt = None,
+    tier: TierOpt = None,
+    urgency: UrgencyOpt = None,
+    optimize_weights: Annotated[
+        bool, typer.Option("--optimize-weights", help="Learn member weights on the validation split.")
+    ] = False,
+    features: Annotated[Path | None, typer.Option("--features", help="Feature config TOML.")] = None,
+    bert_epochs: Annotated[int | None, typer.Option("--bert-epochs", help="Fine-tuning epochs of the BERT member.")] = None,
+) -> None:
+    """Train the five-member ensemble (and a priority model when --priority is given) into a new bundle."""
+    from ticket_triage.config import Settings
+    from ticket_triage.features.config import FeatureConfig
+    from ticket_triage.models.evaluation import write_training_report
+    from ticket_triage.models.training import train_bundle
+
+    settings = Settings()
+    if bert_epochs is not None:
+        settings = settings.model_copy(update={"bert_epochs": bert_epochs})
+    try:
+        feature_config = FeatureConfig.from_toml(features or settings.feature_config)
+    except ValueError as exc:
+        _fail(str(exc))
+    columns = _columns(text, label=label, priority=priority, timestamp=timestamp, channel=channel, tier=tier,
+                       urgency=urgency)
+    loaded = _load(data, columns, require_label=True)
+    try:
+        result = train_bundle(
+            loaded.frame,
+            settings=settings,
+            feature_config=feature_config,
+            optimize=optimize_weights,
+            out_dir=out,
+            data_info={"data_files": [str(p) for p in data], "columns": columns.__dict__ | {"text": list(columns.text)}},
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    lines = write_training_report(result, settings.routing_threshold)
+    typer.echo(f"bundle: {result.path}")
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command()
+def predict(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option("--data", help="Tickets to classify.")],
+    text: TextOpt,
+    out: Annotated[Path, typer.Option("--out", help="Output CSV, one row per input row in input order.")],
+    timestamp: TimestampOpt = None,
+    channel: ChannelOpt = None,
+    tier: TierOpt = None,
+    urgency: UrgencyOpt = None,
+    id_column: IdOpt = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0,
+                                                   help="Routing threshold (default: the bundle's).")] = None,
+) -> None:
+    """Classify tickets and write label, confidence, route, priority and per-class probabilities."""
+    from ticket_triage.models.bundle import BundleError, load_bundle
+    from ticket_triage.models.predictor import predict_frame
+
+    try:
+        bundle = load_bundle(model)
+    except BundleError as exc:
+        _fail(str(exc))
+    columns = _columns(text, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency, id=id_column)
+    loaded = _load([data], columns, require_label=False)
+    result = predict_frame(bundle, loaded.frame, threshold)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.to_csv(out, index=False)
+    auto = int((result["route"] == "auto").sum())
+    typer.echo(f"wrote {len(result)} predictions to {out} ({auto} auto-routed, {len(result) - auto} to review)")
+
+
+@app.command()
+def evaluate(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option("--data", help="Labelled tickets the model has not seen.")],
+    text: TextOpt,
+    label: Annotated[str, typer.Option("--label", help="Category column.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.md, report.json and plots.")],
+    priority: PriorityOpt = None,
+    timestamp: TimestampOpt = None,
+    channel: ChannelOpt = None,
+    tier: TierOpt = None,
+    urgency: UrgencyOpt = None,
+) -> None:
+    """Evaluate a bundle on labelled data: every member, the ensemble and the LinearSVC baseline."""
+    from ticket_triage.models.bundle import BundleError, load_bundle
+    from ticket_triage.models.evaluation import evaluate_bundle
+
+    try:
+        bundle = load_bundle(model)
+    except BundleError as exc:
+        _fail(str(exc))
+    columns = _columns(text, label=label, priority=priority, timestamp=timestamp, channel=channel, tier=tier,
+                       urgency=urgency)
+    loaded = _load([data], columns, require_label=True)
+    for line in evaluate_bundle(bundle, loaded.frame, out):
+        typer.echo(line)
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Models folder.")] = Path("models"),
+    data: Annotated[Path, typer.Option("--data", help="Where the generated demo CSV goes.")] = Path(
+        "data/demo_tickets.csv"
+    ),
+    rows: Annotated[int, typer.Option("--rows", min=200, help="Demo tickets to generate.")] = 3000,
+    bert_epochs: Annotated[int, typer.Option("--bert-epochs", help="BERT fine-tuning epochs.")] = 2,
+) -> None:
+    """Generate synthetic demo tickets and train on them unless a live model already exists."""
+    from ticket_triage.data.demo import write_demo_csv
+    from ticket_triage.models.bundle import LIVE_POINTER
+
+    if (out / LIVE_POINTER).exists():
+        typer.echo(f"live model: {out / (out / LIVE_POINTER).read_text().strip()} (delete {out / LIVE_POINTER} to retrain)")
+        return
+    if not data.exists():
+        data.parent.mkdir(parents=True, exist_ok=True)
+        write_demo_csv(data, rows, seed=7)
+        typer.echo(f"generated {rows} synthetic demo tickets in {data}")
+    train(data=[data], text="subject,body", label="category", out=out, priority="priority", timestamp="created_at",
+          channel="channel", tier="customer_tier", urgency=None, optimize_weights=True, features=None,
+          bert_epochs=bert_epochs)
+
+
+if __name__ == "__main__":
+    app()

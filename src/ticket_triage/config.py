@@ -1,0 +1,49 @@
+"""The one place configuration is read: environment variables (prefix ``TRIAGE_``) and ``.env``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+#: The product's published seed weights for the weighted soft vote.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "xgboost": 0.34,
+    "lightgbm": 0.28,
+    "random_forest": 0.20,
+    "bert": 0.12,
+    "logreg": 0.06,
+}
+
+
+class Settings(BaseSettings):
+    """Runtime and training defaults; CLI options override the training ones per run."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", env_file=".env", extra="ignore")
+
+    models_dir: Path = PROJECT_ROOT / "models"
+    feature_config: Path = PROJECT_ROOT / "features" / "features.toml"
+    routing_threshold: float = Field(0.7, ge=0.0, le=1.0)
+    seed: int = 13
+
+    # Held-out shares carved from the training data: validation (weights + calibration) and test (report).
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    # A class needs at least this many rows to be split across train/validation/test.
+    min_rows_per_class: int = Field(3, ge=1)
+
+    threads: int = Field(2, ge=1)
+    weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+
+    bert_epochs: int = Field(4, ge=0)
+    bert_batch_size: int = Field(32, ge=1)
+    bert_learning_rate: float = Field(8e-5, gt=0)
+    bert_max_length: int = Field(128, ge=8, le=512)
+    bert_precision: str = "bf16"
+
+    xgboost_rounds: int = Field(300, ge=1)
+    lightgbm_rounds: int = Field(300, ge=1)
+    forest_trees: int = Field(300, ge=1)

@@ -1,0 +1,50 @@
+"""Shared pieces of the feature families: the input frame contract and the computed feature set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ticket_triage.data.schema import TEXT
+
+
+def texts_of(frame: pd.DataFrame) -> list[str]:
+    """The ticket texts of a canonical frame as plain strings (missing -> "")."""
+    return ["" if not isinstance(t, str) else t for t in frame[TEXT].tolist()]
+
+
+@dataclass
+class FeatureSet:
+    """Everything the members need for a batch of tickets, computed once and shared.
+
+    ``sparse`` is the TF-IDF matrix (linear model only); ``dense`` holds every dense family plus
+    the SVD view of TF-IDF (tree models); ``blocks`` maps family name -> column slice of ``dense``.
+    """
+
+    texts: list[str]
+    dense: np.ndarray
+    dense_names: list[str]
+    sparse: sp.csr_matrix | None = None
+    sparse_names: list[str] = field(default_factory=list)
+    blocks: dict[str, slice] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def block(self, family: str) -> np.ndarray:
+        """Columns of one dense family (e.g. ``"embeddings"``)."""
+        return self.dense[:, self.blocks[family]]
+
+    def subset(self, index: np.ndarray) -> FeatureSet:
+        """Rows ``index`` of this set, e.g. one split of the training data."""
+        return FeatureSet(
+            texts=[self.texts[i] for i in index],
+            dense=self.dense[index],
+            dense_names=self.dense_names,
+            sparse=None if self.sparse is None else self.sparse[index],
+            sparse_names=self.sparse_names,
+            blocks=self.blocks,
+        )

