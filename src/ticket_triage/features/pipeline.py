@@ -57,7 +57,9 @@ class FeaturePipeline(BaseEstimator):
         for name in _FAMILIES:
             section = getattr(cfg, name)
             if section.enabled:
-                out.append((name, {k: v for k, v in section.model_dump().items() if k not in _PIPELINE_ONLY_KEYS}))
+                out.append(
+                    (name, {k: v for k, v in section.model_dump().items() if k not in _PIPELINE_ONLY_KEYS})
+                )
         if not out:
             raise ValueError("feature config enables no feature family; enable at least one")
         return out
