@@ -25,15 +25,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DataOpt = Annotated[list[Path], typer.Option("--data", help="CSV, Parquet or JSON Lines file; repeat for more.")]
+DataOpt = Annotated[
+    list[Path], typer.Option("--data", help="CSV, Parquet or JSON Lines file; repeat for more.")
+]
 TextOpt = Annotated[str, typer.Option("--text", help="Text column(s), comma-separated, e.g. subject,body.")]
 PriorityOpt = Annotated[str | None, typer.Option("--priority", help="Priority column (second target).")]
 TimestampOpt = Annotated[str | None, typer.Option("--timestamp", help="Ticket creation time column.")]
 ChannelOpt = Annotated[str | None, typer.Option("--channel", help="Channel column (email, chat, …).")]
 TierOpt = Annotated[str | None, typer.Option("--tier", help="Customer tier column.")]
 UrgencyOpt = Annotated[str | None, typer.Option("--urgency", help="Declared urgency column.")]
-IdOpt = Annotated[str | None, typer.Option("--id", help="ID column copied to the output (default: 'id' if present).")]
-ModelOpt = Annotated[Path, typer.Option("--model", help="Bundle folder, or a models folder with a LIVE file.")]
+IdOpt = Annotated[
+    str | None, typer.Option("--id", help="ID column copied to the output (default: 'id' if present).")
+]
+ModelOpt = Annotated[
+    Path, typer.Option("--model", help="Bundle folder, or a models folder with a LIVE file.")
+]
 
 
 def _fail(message: str) -> NoReturn:
@@ -53,16 +59,20 @@ def _load(paths: list[Path], columns: ColumnMap, require_label: bool) -> LoadRes
         result = load_tickets(paths, columns, require_label=require_label)
     except DataError as exc:
         _fail(str(exc))
-    for line in result.report.lines():
-        typer.echo(f"data: {line}")
+    for line in result.report.warnings:
+        typer.echo(f"data: {line}", err=True)
+    typer.echo(f"data: {result.report.rows_kept} of {result.report.rows_read} rows used", err=True)
     return result
 
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False) -> None:
     """Ticket Triage command line."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
 
 
 @app.command()
@@ -70,7 +80,9 @@ def train(
     data: DataOpt,
     text: TextOpt,
     label: Annotated[str, typer.Option("--label", help="Category column (the queue/team).")],
-    out: Annotated[Path, typer.Option("--out", help="Models folder; the bundle is written to a new version in it.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Models folder; the bundle is written to a new version in it.")
+    ],
     priority: PriorityOpt = None,
     timestamp: TimestampOpt = None,
     channel: ChannelOpt = None,
@@ -80,7 +92,9 @@ def train(
         bool, typer.Option("--optimize-weights", help="Learn member weights on the validation split.")
     ] = False,
     features: Annotated[Path | None, typer.Option("--features", help="Feature config TOML.")] = None,
-    bert_epochs: Annotated[int | None, typer.Option("--bert-epochs", help="Fine-tuning epochs of the BERT member.")] = None,
+    bert_epochs: Annotated[
+        int | None, typer.Option("--bert-epochs", help="Fine-tuning epochs of the BERT member.")
+    ] = None,
 ) -> None:
     """Train the five-member ensemble (and a priority model when --priority is given) into a new bundle."""
     from ticket_triage.config import Settings
@@ -95,8 +109,9 @@ def train(
         feature_config = FeatureConfig.from_toml(features or settings.feature_config)
     except ValueError as exc:
         _fail(str(exc))
-    columns = _columns(text, label=label, priority=priority, timestamp=timestamp, channel=channel, tier=tier,
-                       urgency=urgency)
+    columns = _columns(
+        text, label=label, priority=priority, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency
+    )
     loaded = _load(data, columns, require_label=True)
     try:
         result = train_bundle(
@@ -105,7 +120,10 @@ def train(
             feature_config=feature_config,
             optimize=optimize_weights,
             out_dir=out,
-            data_info={"data_files": [str(p) for p in data], "columns": columns.__dict__ | {"text": list(columns.text)}},
+            data_info={
+                "data_files": [str(p) for p in data],
+                "columns": columns.__dict__ | {"text": list(columns.text)},
+            },
         )
     except ValueError as exc:
         _fail(str(exc))
@@ -126,8 +144,10 @@ def predict(
     tier: TierOpt = None,
     urgency: UrgencyOpt = None,
     id_column: IdOpt = None,
-    threshold: Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0,
-                                                   help="Routing threshold (default: the bundle's).")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", min=0.0, max=1.0, help="Routing threshold (default: the bundle's)."),
+    ] = None,
 ) -> None:
     """Classify tickets and write label, confidence, route, priority and per-class probabilities."""
     from ticket_triage.models.bundle import BundleError, load_bundle
@@ -143,7 +163,9 @@ def predict(
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
     auto = int((result["route"] == "auto").sum())
-    typer.echo(f"wrote {len(result)} predictions to {out} ({auto} auto-routed, {len(result) - auto} to review)")
+    typer.echo(
+        f"wrote {len(result)} predictions to {out} ({auto} auto-routed, {len(result) - auto} to review)"
+    )
 
 
 @app.command()
@@ -167,8 +189,9 @@ def evaluate(
         bundle = load_bundle(model)
     except BundleError as exc:
         _fail(str(exc))
-    columns = _columns(text, label=label, priority=priority, timestamp=timestamp, channel=channel, tier=tier,
-                       urgency=urgency)
+    columns = _columns(
+        text, label=label, priority=priority, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency
+    )
     loaded = _load([data], columns, require_label=True)
     for line in evaluate_bundle(bundle, loaded.frame, out):
         typer.echo(line)
@@ -189,15 +212,27 @@ def demo(
     from ticket_triage.models.bundle import LIVE_POINTER
 
     if (out / LIVE_POINTER).exists():
-        typer.echo(f"live model: {out / (out / LIVE_POINTER).read_text().strip()} (delete {out / LIVE_POINTER} to retrain)")
+        live = out / (out / LIVE_POINTER).read_text().strip()
+        typer.echo(f"live model: {live} (delete {out / LIVE_POINTER} to retrain)")
         return
     if not data.exists():
         data.parent.mkdir(parents=True, exist_ok=True)
         write_demo_csv(data, rows, seed=7)
         typer.echo(f"generated {rows} synthetic demo tickets in {data}")
-    train(data=[data], text="subject,body", label="category", out=out, priority="priority", timestamp="created_at",
-          channel="channel", tier="customer_tier", urgency=None, optimize_weights=True, features=None,
-          bert_epochs=bert_epochs)
+    train(
+        data=[data],
+        text="subject,body",
+        label="category",
+        out=out,
+        priority="priority",
+        timestamp="created_at",
+        channel="channel",
+        tier="customer_tier",
+        urgency=None,
+        optimize_weights=True,
+        features=None,
+        bert_epochs=bert_epochs,
+    )
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def save_bundle(
     reference_pca: Any,
     info: dict[str, Any],
 ) -> Path:
-    """Write a bundle folder under ``out_dir``; the manifest goes last so a half-written folder never loads."""
+    """Write a bundle under ``out_dir``; the manifest goes last so a half-written folder never loads."""
     version = new_version_name(info["data_fingerprint"])
     path = out_dir / version
     path.mkdir(parents=True, exist_ok=False)
@@ -138,7 +138,9 @@ def resolve_bundle_path(path: Path) -> Path:
         return path / pointer.read_text(encoding="utf-8").strip()
     if not path.exists():
         raise BundleError(f"model path {path} does not exist")
-    raise BundleError(f"{path} is neither a model bundle (no {MANIFEST}) nor a models folder with a {LIVE_POINTER} file")
+    raise BundleError(
+        f"{path} is neither a model bundle (no {MANIFEST}) nor a models folder with a {LIVE_POINTER} file"
+    )
 
 
 def mark_live(bundle_path: Path) -> None:
@@ -183,7 +185,8 @@ def check_bundle(path: Path, manifest: dict[str, Any]) -> None:
     ]
     if mismatched:
         raise BundleError(
-            f"bundle {path.name} was trained with other library versions: " + ", ".join(mismatched)
+            f"bundle {path.name} was trained with other library versions: "
+            + ", ".join(mismatched)
             + ". Install the versions it names or retrain it."
         )
 
@@ -195,5 +198,10 @@ def load_bundle(path: Path) -> Bundle:
     check_bundle(path, manifest)
     targets = {name: joblib.load(path / _target_file(name)) for name in manifest["targets"]}
     reference = json.loads((path / REFERENCE_FILE).read_text(encoding="utf-8"))
-    return Bundle(path=path, manifest=manifest, pipeline=joblib.load(path / PIPELINE_FILE), targets=targets,
-                  reference=reference)
+    return Bundle(
+        path=path,
+        manifest=manifest,
+        pipeline=joblib.load(path / PIPELINE_FILE),
+        targets=targets,
+        reference=reference,
+    )

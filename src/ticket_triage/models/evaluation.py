@@ -29,16 +29,18 @@ from ticket_triage.models.training import TrainResult
 TARGET_COLUMNS = {"category": LABEL, "priority": PRIORITY}
 
 
-def score_target(target: TargetModel, features: FeatureSet, y: np.ndarray,
-                 timings: dict[str, float] | None = None) -> TargetResults:
+def score_target(
+    target: TargetModel, features: FeatureSet, y: np.ndarray, timings: dict[str, float] | None = None
+) -> TargetResults:
     """Every member, the ensemble under seed, learned and live weights (calibrated), and the baseline."""
     probas = target.ensemble.member_probas(features)
     systems = [SystemResult(name, probs=p) for name, p in probas.items()]
     systems.append(SystemResult(SEED_ENSEMBLE, probs=target.ensemble.combine(probas, target.seed_weights)))
     learned = target.learned_weights or target.seed_weights
     systems.append(SystemResult(LEARNED_ENSEMBLE, probs=target.ensemble.combine(probas, learned)))
-    systems.append(SystemResult(CALIBRATED_ENSEMBLE,
-                                probs=target.calibrator.transform(target.ensemble.combine(probas))))
+    systems.append(
+        SystemResult(CALIBRATED_ENSEMBLE, probs=target.calibrator.transform(target.ensemble.combine(probas)))
+    )
     if target.baseline is not None:
         systems.append(SystemResult(BASELINE, predictions=target.baseline.predict(features.texts)))
     live_is_learned = target.ensemble.weights == learned and target.learned_weights is not None
@@ -59,8 +61,11 @@ def write_training_report(result: TrainResult, threshold: float) -> list[str]:
     """Report of a training run on its held-out split, written into the bundle; returns summary lines."""
     targets = []
     dataset: dict[str, Any] = {
-        "rows": {"train": len(result.splits.train), "validation": len(result.splits.validation),
-                 "test": len(result.splits.test)},
+        "rows": {
+            "train": len(result.splits.train),
+            "validation": len(result.splits.validation),
+            "test": len(result.splits.test),
+        },
         "feature_seconds": result.feature_seconds,
         "total_training_seconds": result.total_seconds,
     }
@@ -72,8 +77,10 @@ def write_training_report(result: TrainResult, threshold: float) -> list[str]:
             dataset[f"{name}_classes_dropped_too_few_rows"] = tr.dropped_classes
     report = EvaluationReport(dataset=dataset, targets=targets, threshold=threshold)
     report.write(result.path / EVALUATION_DIR)
-    lines = [f"evaluated on the held-out {result.targets['category'].evaluated_on} split "
-             f"({len(result.targets['category'].y_eval)} rows); training took {result.total_seconds:.0f} s"]
+    lines = [
+        f"evaluated on the held-out {result.targets['category'].evaluated_on} split "
+        f"({len(result.targets['category'].y_eval)} rows); training took {result.total_seconds:.0f} s"
+    ]
     return lines + summary_lines(report.to_dict())
 
 
@@ -81,8 +88,11 @@ def evaluate_bundle(bundle: Bundle, frame: pd.DataFrame, out_dir: Path) -> list[
     """Report on labelled data the bundle has not seen; rows whose label it never learned are counted out."""
     start = time.perf_counter()
     features = bundle.pipeline.transform(frame)
-    dataset: dict[str, Any] = {"rows": len(frame), "model": bundle.version,
-                               "feature_seconds": round(time.perf_counter() - start, 1)}
+    dataset: dict[str, Any] = {
+        "rows": len(frame),
+        "model": bundle.version,
+        "feature_seconds": round(time.perf_counter() - start, 1),
+    }
     targets = []
     for name, target in bundle.targets.items():
         column = TARGET_COLUMNS[name]
@@ -93,7 +103,7 @@ def evaluate_bundle(bundle: Bundle, frame: pd.DataFrame, out_dir: Path) -> list[
         known = codes >= 0
         unseen = frame.loc[~known & frame[column].notna().to_numpy(), column]
         if len(unseen):
-            dataset[f"{name}_rows_with_unlearned_labels"] = int(len(unseen))
+            dataset[f"{name}_rows_with_unlearned_labels"] = len(unseen)
         targets.append(score_target(target, features.subset(np.flatnonzero(known)), codes[known]))
     report = EvaluationReport(dataset=dataset, targets=targets, threshold=bundle.threshold)
     report.write(out_dir)

@@ -43,6 +43,7 @@ class TargetResult:
 @dataclass
 class TrainResult:
     path: Path
+    pipeline: FeaturePipeline
     targets: dict[str, TargetResult]
     feature_seconds: dict[str, float]
     splits: Splits
@@ -69,7 +70,9 @@ def train_target(
     counts = train_values.dropna().value_counts()
     labels = sorted(counts.index.tolist())
     if len(labels) < 2:
-        raise ValueError(f"target {name!r} has {len(labels)} class(es) in the training split; need at least 2")
+        raise ValueError(
+            f"target {name!r} has {len(labels)} class(es) in the training split; need at least 2"
+        )
     y = {}
     rows = {}
     for split, index in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
@@ -102,14 +105,27 @@ def train_target(
     chosen = learned if optimize else seed_weights
     ensemble = WeightedEnsemble(members, chosen)
     calibrator = TemperatureScaler().fit(ensemble.combine(validation_probas), y["validation"])
-    baseline = LinearSvcBaseline(random_state=settings.seed).fit(fs["train"].texts, y["train"])
-    model = TargetModel(name=name, labels=labels, ensemble=ensemble, calibrator=calibrator,
-                        seed_weights=seed_weights, learned_weights=learned, baseline=baseline)
+    baseline = LinearSvcBaseline(seed=settings.seed).fit(fs["train"].texts, y["train"])
+    model = TargetModel(
+        name=name,
+        labels=labels,
+        ensemble=ensemble,
+        calibrator=calibrator,
+        seed_weights=seed_weights,
+        learned_weights=learned,
+        baseline=baseline,
+    )
 
     evaluated_on = "test" if len(y["test"]) else "validation"
     dropped = {str(k): int(v) for k, v in values.dropna().value_counts().items() if k not in set(labels)}
-    return TargetResult(model=model, evaluated_on=evaluated_on, eval_features=fs[evaluated_on],
-                        y_eval=y[evaluated_on], member_seconds=seconds, dropped_classes=dropped)
+    return TargetResult(
+        model=model,
+        evaluated_on=evaluated_on,
+        eval_features=fs[evaluated_on],
+        y_eval=y[evaluated_on],
+        member_seconds=seconds,
+        dropped_classes=dropped,
+    )
 
 
 def train_bundle(
@@ -144,8 +160,9 @@ def train_bundle(
 
     models = {name: result.model for name, result in targets.items()}
     predicted = {name: m.predict_proba(features["validation"]).argmax(axis=1) for name, m in models.items()}
-    reference, pca = build_reference(features["train"], predicted, {n: m.labels for n, m in models.items()},
-                                     settings.seed)
+    reference, pca = build_reference(
+        features["train"], predicted, {n: m.labels for n, m in models.items()}, settings.seed
+    )
     info = {
         "data_fingerprint": fingerprint(frame),
         "routing_threshold": settings.routing_threshold,
@@ -155,9 +172,16 @@ def train_bundle(
         "rows": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
         **data_info,
     }
-    path = save_bundle(out_dir, pipeline=pipeline, targets=models, reference=reference, reference_pca=pca,
-                       info=info)
+    path = save_bundle(
+        out_dir, pipeline=pipeline, targets=models, reference=reference, reference_pca=pca, info=info
+    )
     if not (out_dir / LIVE_POINTER).exists():
         mark_live(path)
-    return TrainResult(path=path, targets=targets, feature_seconds=feature_seconds, splits=splits,
-                       total_seconds=round(time.perf_counter() - started, 1))
+    return TrainResult(
+        path=path,
+        pipeline=pipeline,
+        targets=targets,
+        feature_seconds=feature_seconds,
+        splits=splits,
+        total_seconds=round(time.perf_counter() - started, 1),
+    )

@@ -1,0 +1,235 @@
+"""Accuracy benchmark on the public datasets: train via the CLI, evaluate on an unseen split, write tables.
+
+For each dataset a stratified held-out test split (20 %, seeded) is carved from the CSV first; `triage train`
+only ever sees the rest (and makes its own validation/test splits inside it). The table reports the unseen
+split, scored by `triage evaluate`. Generated files go to bench-out/ (git-ignored); the datasets are read from
+../shared/datasets and never copied into the repository.
+
+    .venv/bin/python scripts/bench_accuracy.py [--datasets banking77,it_incidents,synthetic_v5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+ROOT = Path(__file__).resolve().parents[1]
+TRIAGE = [sys.executable, "-m", "ticket_triage.cli"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    file: str
+    text: str
+    label: str
+    priority: str | None = None
+    honest_metric: str = "accuracy"
+
+
+DATASETS = {
+    "banking77": Dataset("banking77_train.csv", "text", "category"),
+    "it_incidents": Dataset(
+        "it_incidents_train.csv",
+        "short_description,description",
+        "assignment_group",
+        honest_metric="macro_f1",
+    ),
+    "synthetic_v5": Dataset("synthetic_tickets_v5_train.csv", "subject,body", "queue", priority="priority"),
+}
+SYSTEM_ORDER = [
+    "xgboost",
+    "lightgbm",
+    "random_forest",
+    "bert",
+    "logreg",
+    "ensemble (seed weights)",
+    "ensemble (learned weights)",
+    "ensemble (calibrated)",
+    "baseline (TF-IDF + LinearSVC)",
+]
+
+
+def held_out_split(
+    frame: pd.DataFrame, label: str, test_size: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified split; classes too small to stratify stay entirely in the training part."""
+    frame = frame[frame[label].fillna("").astype(str).str.strip() != ""]
+    counts = frame[label].value_counts()
+    small = frame[label].isin(counts[counts < 5].index)
+    train, test = train_test_split(
+        frame[~small], test_size=test_size, random_state=seed, stratify=frame.loc[~small, label]
+    )
+    return pd.concat([train, frame[small]]), test
+
+
+def run(cmd: list[str], log: Path) -> tuple[str, float]:
+    start = time.perf_counter()
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=fh, text=True)
+    seconds = time.perf_counter() - start
+    log.open("a").write(proc.stdout)
+    if proc.returncode:
+        raise SystemExit(f"command failed ({proc.returncode}), see {log}: {' '.join(cmd)}")
+    return proc.stdout, seconds
+
+
+def bench(name: str, ds: Dataset, shared: Path, out: Path, test_size: float, seed: int) -> dict:
+    work = out / name
+    work.mkdir(parents=True, exist_ok=True)
+    frame = pd.read_csv(shared / ds.file, dtype=str, keep_default_na=False)
+    train, test = held_out_split(frame, ds.label, test_size, seed)
+    train.to_csv(work / "train.csv", index=False)
+    test.to_csv(work / "test.csv", index=False)
+    extra = ["--priority", ds.priority] if ds.priority else []
+    stdout, seconds = run(
+        [
+            *TRIAGE,
+            "train",
+            "--data",
+            str(work / "train.csv"),
+            "--text",
+            ds.text,
+            "--label",
+            ds.label,
+            *extra,
+            "--out",
+            str(work / "models"),
+            "--optimize-weights",
+        ],
+        work / "train.log",
+    )
+    bundle = Path(re.search(r"^bundle: (.+)$", stdout, re.M).group(1))  # type: ignore[union-attr]
+    run(
+        [
+            *TRIAGE,
+            "evaluate",
+            "--model",
+            str(bundle),
+            "--data",
+            str(work / "test.csv"),
+            "--text",
+            ds.text,
+            "--label",
+            ds.label,
+            *extra,
+            "--out",
+            str(work / "eval"),
+        ],
+        work / "evaluate.log",
+    )
+    return {
+        "name": name,
+        "dataset": ds,
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "train_seconds": seconds,
+        "unseen": json.loads((work / "eval" / "report.json").read_text()),
+        "training": json.loads((bundle / "evaluation" / "report.json").read_text()),
+    }
+
+
+def render(results: list[dict]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `scripts/bench_accuracy.py` on this project's 2-core, no-GPU machine.",
+        "Each dataset gets a stratified, seeded 20 % test split that training never sees; `triage train "
+        "--optimize-weights` runs on the other 80 % (which it splits again into train/validation/test), "
+        "and `triage evaluate` scores the unseen 20 %. Figures are from one run.",
+        "",
+    ]
+    for r in results:
+        ds: Dataset = r["dataset"]
+        lines += [
+            f"## {r['name']} (`{ds.file}`: `{ds.text}` → `{ds.label}`"
+            + (f", priority `{ds.priority}`" if ds.priority else "")
+            + ")",
+            "",
+            f"{r['train_rows']} rows to train on, {r['test_rows']} unseen test rows; honest metric: "
+            f"{ds.honest_metric.replace('_', '-')}. Training wall time (whole `triage train` command): "
+            f"**{r['train_seconds'] / 60:.1f} min**.",
+            "",
+        ]
+        for target, t in r["unseen"]["targets"].items():
+            lines += [
+                f"### {target} on the unseen split ({t['n_rows']} rows, {t['n_classes']} classes)",
+                "",
+                "| system | accuracy | macro-F1 | weighted-F1 | log-loss | ECE |",
+                "|---|---|---|---|---|---|",
+            ]
+            for system in SYSTEM_ORDER:
+                m = t["systems"].get(system)
+                if m is None:
+                    continue
+                ll = f"{m['log_loss']:.3f}" if "log_loss" in m else "n/a"
+                ece = f"{m['ece']:.3f}" if "ece" in m else "n/a"
+                lines.append(
+                    f"| {system} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['weighted_f1']:.4f} "
+                    f"| {ll} | {ece} |"
+                )
+            cal = t["systems"]["ensemble (calibrated)"]
+            cov = cal["coverage"]
+            acc = cal["covered_accuracy"]
+            lines += [
+                "",
+                f"At the routing threshold {r['unseen']['threshold']}: {cov:.1%} auto-routed, accuracy on "
+                f"them {acc:.4f}."
+                if acc is not None
+                else "Nothing auto-routed at the threshold.",
+                "",
+                "| weights | " + " | ".join(t["weights"]["seed"]) + " |",
+                "|---" * (len(t["weights"]["seed"]) + 1) + "|",
+                "| seed | " + " | ".join(f"{v:.2f}" for v in t["weights"]["seed"].values()) + " |",
+                "| learned | "
+                + " | ".join(f"{t['weights']['learned'][k]:.2f}" for k in t["weights"]["seed"])
+                + " |",
+                "",
+            ]
+            timings = r["training"]["targets"][target]["timings_seconds"]
+            lines += [
+                "Training time per member (s): "
+                + ", ".join(f"{k.removeprefix('member ')} {v:.0f}" for k, v in timings.items())
+                + ".",
+                "",
+            ]
+        feats = r["training"]["dataset"].get("feature_seconds", {})
+        lines += [
+            "Feature fitting and extraction on the training split (s): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in feats.items())
+            + ".",
+            "",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-out")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--test-size", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=2026)
+    args = parser.parse_args()
+    results = []
+    for name in args.datasets.split(","):
+        print(f"== {name}", flush=True)
+        results.append(bench(name, DATASETS[name], args.shared, args.out, args.test_size, args.seed))
+        print(f"   trained in {results[-1]['train_seconds'] / 60:.1f} min", flush=True)
+    text = render(results)
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Behavioural checks of a model trained on real tickets: invariance and direction, not just accuracy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ticket_triage.data.loader import load_tickets
+from ticket_triage.data.schema import TEXT, ColumnMap
+
+ESCALATION = "URGENT: this is unacceptable, our production system is down. Escalate to a manager immediately!"
+
+
+@pytest.fixture(scope="module")
+def english(synthetic_sample: Path) -> pd.DataFrame:
+    columns = ColumnMap(text=("subject", "body"), label="queue", priority="priority", id="id")
+    frame = load_tickets([synthetic_sample], columns, require_label=True).frame
+    raw = pd.read_csv(synthetic_sample)
+    return frame[(raw["language"] == "en").to_numpy()].head(60).reset_index(drop=True)
+
+
+def _probs(trained, frame: pd.DataFrame, target: str) -> np.ndarray:
+    return trained.targets[target].model.predict_proba(trained.pipeline.transform(frame))
+
+
+def _with_text(frame: pd.DataFrame, change) -> pd.DataFrame:
+    out = frame.copy()
+    out[TEXT] = [change(t) for t in frame[TEXT]]
+    return out
+
+
+def test_extra_whitespace_does_not_change_the_category(trained, english: pd.DataFrame) -> None:
+    base = _probs(trained, english, "category")
+    spaced = _probs(trained, _with_text(english, lambda t: "  " + re.sub(r" ", "  ", t) + " \n"), "category")
+    agreement = (base.argmax(1) == spaced.argmax(1)).mean()
+    assert agreement >= 0.95, f"category changed for {1 - agreement:.0%} of tickets with doubled spaces"
+    assert np.abs(base - spaced).max(axis=1).mean() < 0.05
+
+
+def test_case_changes_keep_the_category(trained, english: pd.DataFrame) -> None:
+    base = _probs(trained, english, "category")
+    for change in (str.lower, str.upper):
+        changed = _probs(trained, _with_text(english, change), "category")
+        agreement = (base.argmax(1) == changed.argmax(1)).mean()
+        assert agreement >= 0.85, f"{change.__name__}: category changed for {1 - agreement:.0%} of tickets"
+
+
+def test_escalation_words_do_not_lower_high_priority(trained, english: pd.DataFrame) -> None:
+    labels = trained.targets["priority"].model.labels
+    high = labels.index("high")
+    base = _probs(trained, english, "priority")[:, high]
+    escalated = _probs(trained, _with_text(english, lambda t: f"{ESCALATION}\n{t}"), "priority")[:, high]
+    drop = base - escalated
+    assert drop.max() < 0.1, f"escalation lowered P(high) by up to {drop.max():.3f}"
+    assert escalated.mean() >= base.mean(), "escalation words should raise P(high) on average"
+
+
+def test_probabilities_are_valid_for_odd_tickets(trained) -> None:
+    odd = pd.DataFrame(
+        {TEXT: ["", "?!", "Passwort vergessen, bitte dringend zurücksetzen", "x" * 50_000, "退款 请求 🙏"]}
+    )
+    odd["created_at"] = pd.NaT
+    for column in ("channel", "customer_tier", "urgency"):
+        odd[column] = None
+    for target in ("category", "priority"):
+        probs = _probs(trained, odd, target)
+        assert np.isfinite(probs).all()
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
