@@ -1,0 +1,60 @@
+"""Bagged trees on the dense view: less accurate than boosting but with uncorrelated errors."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+
+from ticket_triage.features.base import FeatureSet
+from ticket_triage.models.members._inputs import as_probabilities, check_training_input, require_fitted
+
+
+class RandomForestMember:
+    """A random forest; the eval set is unused because bagging needs no early stopping."""
+
+    def __init__(
+        self,
+        trees: int = 300,
+        threads: int = 2,
+        seed: int = 13,
+        min_samples_leaf: int = 1,
+        max_features: str | float = "sqrt",
+        name: str = "random_forest",
+    ) -> None:
+        if trees < 1:
+            raise ValueError(f"RandomForestMember: trees must be >= 1, got {trees}")
+        self.name = name
+        self.trees = trees
+        self.threads = threads
+        self.seed = seed
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.n_classes_: int | None = None
+        self._model: RandomForestClassifier | None = None
+
+    def fit(
+        self,
+        features: FeatureSet,
+        y: np.ndarray,
+        n_classes: int,
+        eval_set: tuple[FeatureSet, np.ndarray] | None = None,
+    ) -> RandomForestMember:
+        labels = check_training_input(self.name, features, y, n_classes)
+        model = RandomForestClassifier(
+            n_estimators=self.trees,
+            max_features=self.max_features,
+            min_samples_leaf=self.min_samples_leaf,
+            n_jobs=self.threads,
+            random_state=self.seed,
+        )
+        model.fit(features.dense, labels)
+        self._model = model
+        self.n_classes_ = n_classes
+        return self
+
+    def predict_proba(self, features: FeatureSet) -> np.ndarray:
+        require_fitted(self.name, self._model is not None)
+        assert self._model is not None and self.n_classes_ is not None
+        if len(features) == 0:
+            return np.zeros((0, self.n_classes_))
+        return as_probabilities(self._model.predict_proba(features.dense), self.n_classes_, self.name)
