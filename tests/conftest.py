@@ -18,6 +18,7 @@ DATASETS = Path(os.environ.get("TRIAGE_DATASETS", ROOT.parent / "shared" / "data
 #: Small but real training settings: every member trains, just briefly, so the suite stays in minutes.
 FAST_TRAINING_ENV = {
     "TRIAGE_BERT_EPOCHS": "1",
+    "TRIAGE_BERT_MAX_LENGTH": "64",
     "TRIAGE_XGBOOST_ROUNDS": "40",
     "TRIAGE_LIGHTGBM_ROUNDS": "40",
     "TRIAGE_FOREST_TREES": "60",
@@ -45,11 +46,10 @@ def fast_training_env() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def synthetic_sample(datasets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """700 real rows of the synthetic v5 tickets (English and German; queue and priority), with ids."""
+    """About 500 real rows of the synthetic v5 tickets (English and German; queue and priority), with ids."""
     frame = pd.read_csv(datasets / "synthetic_tickets_v5_train.csv", dtype=str, keep_default_na=False)
-    sample = frame.groupby("queue", group_keys=False).apply(
-        lambda g: g.head(max(8, len(g) * 700 // len(frame)))
-    )
+    share = 500 / len(frame)
+    sample = pd.concat(g.head(max(8, round(len(g) * share))) for _, g in frame.groupby("queue"))
     sample = sample.sample(frac=1.0, random_state=3).reset_index(drop=True)
     sample.insert(0, "id", [f"T{i:05d}" for i in range(len(sample))])
     path = tmp_path_factory.mktemp("data") / "synthetic_sample.csv"

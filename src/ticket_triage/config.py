@@ -40,7 +40,7 @@ class Settings(BaseSettings):
 
     bert_epochs: int = Field(4, ge=0)
     bert_batch_size: int = Field(32, ge=1)
-    bert_learning_rate: float = Field(8e-5, gt=0)
+    bert_learning_rate: float = Field(1.5e-4, gt=0)
     bert_max_length: int = Field(128, ge=8, le=512)
     bert_precision: str = "bf16"
 

@@ -26,8 +26,9 @@ def quantile_bins(values: np.ndarray, n_bins: int = N_BINS) -> dict[str, list[fl
     return {"edges": edges.tolist(), "proportions": (counts / max(len(values), 1)).tolist()}
 
 
-def build_reference(features: FeatureSet, predicted: dict[str, np.ndarray], labels: dict[str, list[str]],
-                    seed: int) -> tuple[dict[str, Any], PCA | None]:
+def build_reference(
+    features: FeatureSet, predicted: dict[str, np.ndarray], labels: dict[str, list[str]], seed: int
+) -> tuple[dict[str, Any], PCA | None]:
     """Bins per monitored feature, per embedding principal component, and per target's predicted classes."""
     ref: dict[str, Any] = {"n_bins": N_BINS, "features": {}, "predictions": {}}
     for j, name in enumerate(features.dense_names):
@@ -43,6 +44,7 @@ def build_reference(features: FeatureSet, predicted: dict[str, np.ndarray], labe
                 ref["features"][f"embeddings_pc{i + 1}"] = quantile_bins(column)
     for target, classes in predicted.items():
         counts = np.bincount(classes, minlength=len(labels[target]))
-        ref["predictions"][target] = dict(zip(labels[target], (counts / max(counts.sum(), 1)).tolist(),
-                                              strict=True))
+        ref["predictions"][target] = dict(
+            zip(labels[target], (counts / max(counts.sum(), 1)).tolist(), strict=True)
+        )
     return ref, pca
