@@ -126,12 +126,19 @@ def bench(name: str, ds: Dataset, shared: Path, out: Path, test_size: float, see
         ],
         work / "evaluate.log",
     )
+    summary = {"bundle": str(bundle), "train_rows": len(train), "test_rows": len(test), "train_seconds": seconds}
+    (work / "summary.json").write_text(json.dumps(summary))
+    return collect(name, work)
+
+
+def collect(name: str, work: Path) -> dict:
+    """One dataset's figures from the files a run left in its work folder."""
+    summary = json.loads((work / "summary.json").read_text())
+    bundle = Path(summary["bundle"])
     return {
         "name": name,
-        "dataset": ds,
-        "train_rows": len(train),
-        "test_rows": len(test),
-        "train_seconds": seconds,
+        "dataset": DATASETS[name],
+        **summary,
         "unseen": json.loads((work / "eval" / "report.json").read_text()),
         "training": json.loads((bundle / "evaluation" / "report.json").read_text()),
     }
@@ -170,8 +177,8 @@ def render(results: list[dict]) -> str:
                 m = t["systems"].get(system)
                 if m is None:
                     continue
-                ll = f"{m['log_loss']:.3f}" if "log_loss" in m else "n/a"
-                ece = f"{m['ece']:.3f}" if "ece" in m else "n/a"
+                ll = "n/a" if m.get("log_loss") is None else f"{m['log_loss']:.3f}"
+                ece = "n/a" if m.get("ece") is None else f"{m['ece']:.3f}"
                 lines.append(
                     f"| {system} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['weighted_f1']:.4f} "
                     f"| {ll} | {ece} |"
@@ -219,9 +226,13 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--test-size", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--render-only", action="store_true", help="Rebuild the table from an earlier run.")
     args = parser.parse_args()
     results = []
     for name in args.datasets.split(","):
+        if args.render_only:
+            results.append(collect(name, args.out / name))
+            continue
         print(f"== {name}", flush=True)
         results.append(bench(name, DATASETS[name], args.shared, args.out, args.test_size, args.seed))
         print(f"   trained in {results[-1]['train_seconds'] / 60:.1f} min", flush=True)
