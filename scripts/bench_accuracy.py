@@ -126,7 +126,12 @@ def bench(name: str, ds: Dataset, shared: Path, out: Path, test_size: float, see
         ],
         work / "evaluate.log",
     )
-    summary = {"bundle": str(bundle), "train_rows": len(train), "test_rows": len(test), "train_seconds": seconds}
+    summary = {
+        "bundle": str(bundle),
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "train_seconds": seconds,
+    }
     (work / "summary.json").write_text(json.dumps(summary))
     return collect(name, work)
 

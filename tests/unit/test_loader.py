@@ -20,8 +20,6 @@ from ticket_triage.data.loader import (
 from ticket_triage.data.schema import CHANNEL, CREATED_AT, ID, LABEL, PRIORITY, TEXT, TIER, URGENCY, ColumnMap
 from ticket_triage.data.splits import Splits, fingerprint, split_frame
 
-DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
-
 MAP = ColumnMap(
     text=("subject", "body"),
     label="queue",
@@ -230,10 +228,10 @@ def test_extra_columns_are_copied_under_their_canonical_name(tmp_path: Path) -> 
         ),
     ],
 )
-def test_loads_the_first_rows_of_a_real_dataset(tmp_path: Path, name: str, columns: ColumnMap) -> None:
-    real = DATASETS / name
-    if not real.exists():
-        pytest.skip(f"{real} not present")
+def test_loads_the_first_rows_of_a_real_dataset(
+    tmp_path: Path, datasets: Path, name: str, columns: ColumnMap
+) -> None:
+    real = datasets / name
     head = pd.read_csv(real, nrows=200, dtype=str, keep_default_na=False)
     head.to_csv(tmp_path / name, index=False)
 
