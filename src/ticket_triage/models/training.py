@@ -37,6 +37,8 @@ class TargetResult:
     eval_features: FeatureSet
     y_eval: np.ndarray
     member_seconds: dict[str, float]
+    #: Calibrated predicted class per validation row: the reference class mix for prediction drift.
+    validation_predictions: np.ndarray
     dropped_classes: dict[str, int] = field(default_factory=dict)
 
 
@@ -104,7 +106,8 @@ def train_target(
     learned = optimize_weights(validation_probas, y["validation"])
     chosen = learned if optimize else seed_weights
     ensemble = WeightedEnsemble(members, chosen)
-    calibrator = TemperatureScaler().fit(ensemble.combine(validation_probas), y["validation"])
+    validation_mix = ensemble.combine(validation_probas)
+    calibrator = TemperatureScaler().fit(validation_mix, y["validation"])
     baseline = LinearSvcBaseline(seed=settings.seed).fit(fs["train"].texts, y["train"])
     model = TargetModel(
         name=name,
@@ -124,6 +127,7 @@ def train_target(
         eval_features=fs[evaluated_on],
         y_eval=y[evaluated_on],
         member_seconds=seconds,
+        validation_predictions=calibrator.transform(validation_mix).argmax(axis=1),
         dropped_classes=dropped,
     )
 
@@ -159,7 +163,7 @@ def train_bundle(
         targets["priority"] = train_target("priority", frame[PRIORITY], splits, features, settings, optimize)
 
     models = {name: result.model for name, result in targets.items()}
-    predicted = {name: m.predict_proba(features["validation"]).argmax(axis=1) for name, m in models.items()}
+    predicted = {name: result.validation_predictions for name, result in targets.items()}
     reference, pca = build_reference(
         features["train"], predicted, {n: m.labels for n, m in models.items()}, settings.seed
     )
