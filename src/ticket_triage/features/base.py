@@ -21,8 +21,15 @@ def normalize_whitespace(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{TEXT: texts})
 
 
+def require_text_frame(frame: object, owner: str = "feature family") -> None:
+    """One clear error for every family handed something that is not a ticket frame."""
+    if not isinstance(frame, pd.DataFrame) or TEXT not in frame.columns:
+        raise ValueError(f"{owner} needs a ticket DataFrame with a {TEXT!r} column")
+
+
 def texts_of(frame: pd.DataFrame) -> list[str]:
     """The ticket texts of a canonical frame as plain strings (missing -> "")."""
+    require_text_frame(frame)
     return ["" if not isinstance(t, str) else t for t in frame[TEXT].tolist()]
 
 

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ticket_triage.data.schema import TEXT
-from ticket_triage.features.base import texts_of
+from ticket_triage.features.base import require_text_frame, texts_of
 from ticket_triage.features.readability import count_sentences
 
 FAMILY = "patterns"
@@ -224,7 +223,6 @@ class PatternFeatures(BaseEstimator, TransformerMixin):
         return True  # stateless: usable without fit
 
     def _check(self, X: pd.DataFrame) -> None:
-        if not isinstance(X, pd.DataFrame) or TEXT not in X.columns:
-            raise ValueError(f"PatternFeatures needs a ticket DataFrame with a {TEXT!r} column")
+        require_text_frame(X, "PatternFeatures")
         if isinstance(self.max_chars, bool) or not isinstance(self.max_chars, int) or self.max_chars < 1:
             raise ValueError(f"PatternFeatures.max_chars must be an integer >= 1, got {self.max_chars!r}")

@@ -19,8 +19,7 @@ import pandas as pd
 import pyphen
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ticket_triage.data.schema import TEXT
-from ticket_triage.features.base import texts_of
+from ticket_triage.features.base import require_text_frame, texts_of
 
 FAMILY = "readability"
 # Ratios are settled long before 10,000 characters; the cut keeps a pasted 50,000-character log cheap.
@@ -106,7 +105,6 @@ class ReadabilityFeatures(BaseEstimator, TransformerMixin):
         return True  # stateless: usable without fit
 
     def _check(self, X: pd.DataFrame) -> None:
-        if not isinstance(X, pd.DataFrame) or TEXT not in X.columns:
-            raise ValueError(f"ReadabilityFeatures needs a ticket DataFrame with a {TEXT!r} column")
+        require_text_frame(X, "ReadabilityFeatures")
         if isinstance(self.max_chars, bool) or not isinstance(self.max_chars, int) or self.max_chars < 1:
             raise ValueError(f"ReadabilityFeatures.max_chars must be an integer >= 1, got {self.max_chars!r}")

@@ -12,8 +12,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from textblob import TextBlob
 
-from ticket_triage.data.schema import TEXT
-from ticket_triage.features.base import texts_of
+from ticket_triage.features.base import require_text_frame, texts_of
 
 FAMILY = "sentiment"
 FEATURES = ("polarity", "subjectivity")
@@ -50,7 +49,6 @@ class SentimentFeatures(BaseEstimator, TransformerMixin):
         return True  # stateless: usable without fit
 
     def _check(self, X: pd.DataFrame) -> None:
-        if not isinstance(X, pd.DataFrame) or TEXT not in X.columns:
-            raise ValueError(f"SentimentFeatures needs a ticket DataFrame with a {TEXT!r} column")
+        require_text_frame(X, "SentimentFeatures")
         if isinstance(self.max_chars, bool) or not isinstance(self.max_chars, int) or self.max_chars < 1:
             raise ValueError(f"SentimentFeatures.max_chars must be an integer >= 1, got {self.max_chars!r}")

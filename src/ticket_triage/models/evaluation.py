@@ -23,7 +23,7 @@ from ticket_triage.models.report import (
     summary_lines,
 )
 from ticket_triage.models.target import TargetModel
-from ticket_triage.models.training import TrainResult
+from ticket_triage.models.training import TrainResult, encode_labels
 
 #: Which frame column holds the truth for each target.
 TARGET_COLUMNS = {"category": LABEL, "priority": PRIORITY}
@@ -98,9 +98,7 @@ def evaluate_bundle(bundle: Bundle, frame: pd.DataFrame, out_dir: Path) -> list[
         column = TARGET_COLUMNS[name]
         if column not in frame.columns:
             continue
-        index = {label: i for i, label in enumerate(target.labels)}
-        codes = np.array([index.get(v, -1) if isinstance(v, str) else -1 for v in frame[column]])
-        known = codes >= 0
+        codes, known = encode_labels(frame[column], target.labels)
         unseen = frame.loc[~known & frame[column].notna().to_numpy(), column]
         if len(unseen):
             dataset[f"{name}_rows_with_unlearned_labels"] = len(unseen)

@@ -52,7 +52,7 @@ class TrainResult:
     total_seconds: float
 
 
-def _encode(values: pd.Series, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def encode_labels(values: pd.Series, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes for values in ``labels`` and the mask of rows that have one."""
     index = {label: i for i, label in enumerate(labels)}
     codes = np.array([index.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.int64)
@@ -78,7 +78,7 @@ def train_target(
     y = {}
     rows = {}
     for split, index in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
-        codes, mask = _encode(values.iloc[index], labels)
+        codes, mask = encode_labels(values.iloc[index], labels)
         y[split], rows[split] = codes[mask], np.flatnonzero(mask)
     fs = {split: features[split].subset(rows[split]) for split in features}
     members = build_members(
