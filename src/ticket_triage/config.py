@@ -47,3 +47,28 @@ class Settings(BaseSettings):
     xgboost_rounds: int = Field(300, ge=1)
     lightgbm_rounds: int = Field(300, ge=1)
     forest_trees: int = Field(300, ge=1)
+
+    # --- serving -----------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
+    #: Keys as ``ROLE:KEY`` or ``NAME:ROLE:KEY``, comma-separated; added to those in ``api_key_file``.
+    api_keys: str | None = None
+    api_key_file: Path = PROJECT_ROOT / "var" / "api_keys.json"
+    #: Development only: serve without any key check.
+    auth_disabled: bool = False
+
+    #: Redis URL; without it the service caches in-process.
+    redis_url: str | None = None
+    cache_ttl_seconds: int = Field(3600, ge=1)
+    cache_max_entries: int = Field(50_000, ge=1)
+    #: Longest wait for one Redis call before it counts as a failure and the request skips the cache.
+    redis_timeout_ms: int = Field(50, ge=1)
+    breaker_fail_max: int = Field(3, ge=1)
+    breaker_reset_seconds: float = Field(5.0, gt=0)
+
+    max_batch_size: int = Field(64, ge=1)
+    max_wait_ms: float = Field(2.0, ge=0)
+    batch_limit: int = Field(1000, ge=1)
+    max_text_chars: int = Field(20_000, ge=1)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)

@@ -1,0 +1,129 @@
+"""The FastAPI app factory: one place that wires settings, keys, model, cache and batcher together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ticket_triage import __version__
+from ticket_triage.config import Settings
+from ticket_triage.monitoring.metrics import ServiceMetrics
+from ticket_triage.serving.auth import KeyStore, startup_key_store
+from ticket_triage.serving.batcher import MicroBatcher
+from ticket_triage.serving.cache import build_cache
+from ticket_triage.serving.errors import install_error_handlers
+from ticket_triage.serving.inference import SMOKE_TICKET
+from ticket_triage.serving.registry import ModelRegistry, load_serving_model, models_dir_of
+from ticket_triage.serving.routes import admin, health, predict
+from ticket_triage.serving.service import Service
+
+log = logging.getLogger(__name__)
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every request by route template and status (plain ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            labels = {"route": path, "method": scope.get("method", ""), "status": str(status)}
+            self.metrics.requests.labels(**labels).inc()
+            self.metrics.latency.labels(**labels).observe(time.perf_counter() - started)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    metrics: ServiceMetrics = app.state.metrics
+    _set_threads(settings.threads)
+    model = await asyncio.to_thread(load_serving_model, settings.models_dir)
+    cache = build_cache(settings, metrics)
+    batcher = MicroBatcher(
+        max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms, metrics=metrics
+    )
+    batcher.start()
+    # Warm-up: the first pass loads spaCy and MiniLM; pay that before the first caller does.
+    await batcher.run_exclusive(model, [SMOKE_TICKET])
+    service = Service(
+        settings=settings,
+        registry=ModelRegistry(model, models_dir_of(settings.models_dir)),
+        cache=cache,
+        batcher=batcher,
+        metrics=metrics,
+    )
+    app.state.service = service
+    log.info("serving model %s with a %s cache", model.version, cache.backend)
+    try:
+        yield
+    finally:
+        await service.close()
+
+
+def create_app(settings: Settings | None = None, *, keys: KeyStore | None = None) -> FastAPI:
+    """A ready-to-serve app; refuses to build without API keys unless auth is disabled."""
+    settings = settings or Settings()
+    if keys is None:
+        keys, _ = startup_key_store(
+            env_spec=settings.api_keys, key_file=settings.api_key_file, auth_disabled=settings.auth_disabled
+        )
+    metrics = ServiceMetrics()
+    app = FastAPI(
+        title="Ticket Triage",
+        version=__version__,
+        summary="Routes helpdesk tickets to a queue with a priority and a calibrated confidence.",
+        lifespan=_lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.keys = keys
+    app.state.auth_disabled = settings.auth_disabled
+    install_error_handlers(app)
+    app.include_router(predict.router)
+    app.include_router(health.router)
+    app.include_router(admin.router)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=True)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Entry point for ``uvicorn --factory`` (each worker process builds its app from the environment)."""
+    return create_app(Settings())

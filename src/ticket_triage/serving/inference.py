@@ -1,0 +1,199 @@
+"""One loaded bundle as the service sees it: tickets in, calibrated scores out, and the answer's shape.
+
+Scores (full probability vectors) are what the cache stores; the answer (top-k, route) is cut from them
+per request, so ``top_k`` and the routing threshold never split the cache.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ticket_triage.data.schema import CHANNEL, CREATED_AT, TEXT, TEXT_JOINER, TIER, URGENCY
+from ticket_triage.models.bundle import EVALUATION_DIR, Bundle
+from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas
+from ticket_triage.serving.schemas import LabelProbability, Prediction, Ticket
+
+#: The ticket a new bundle must answer before it may serve (hot reload's smoke test).
+SMOKE_TICKET = Ticket(
+    subject="Card payment declined",
+    description="My card was declined at the shop this morning although my balance is fine. Please help.",
+    created_at=datetime(2026, 1, 6, 10, 30, tzinfo=UTC),
+    channel="email",
+    customer_tier="standard",
+)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Calibrated probabilities over every label of each target, in the bundle's label order."""
+
+    category: list[float]
+    priority: list[float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"category": self.category, "priority": self.priority}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any], n_category: int, n_priority: int | None) -> Scores:
+        """Rebuild cached scores, refusing any whose shape does not match the serving model."""
+        category = [float(p) for p in value["category"]]
+        priority = value.get("priority")
+        if len(category) != n_category:
+            raise ValueError("cached category scores have the wrong length")
+        if n_priority is None:
+            return cls(category=category)
+        if priority is None or len(priority) != n_priority:
+            raise ValueError("cached priority scores have the wrong length")
+        return cls(category=category, priority=[float(p) for p in priority])
+
+
+def ticket_text(ticket: Ticket) -> str:
+    """Subject and description joined as the training loader joins ``--text subject,description``."""
+    parts = [p.strip() for p in (ticket.subject, ticket.description) if p and p.strip()]
+    return TEXT_JOINER.join(parts)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def cache_fields(ticket: Ticket) -> dict[str, Any]:
+    """Exactly the inputs that move a prediction, in canonical form.
+
+    Every temporal feature is a function of the UTC date and hour, so the time is cut to the hour;
+    ``ticket_id``, ``language`` and ``metadata`` are never read by the model and stay out of the key.
+    """
+    created = _utc(ticket.created_at)
+    return {
+        "text": " ".join(ticket_text(ticket).split()),
+        "created_hour": None if created is None else created.strftime("%Y-%m-%dT%H"),
+        "channel": ticket.channel,
+        "customer_tier": ticket.customer_tier,
+        "urgency": ticket.urgency,
+    }
+
+
+def tickets_frame(tickets: Sequence[Ticket]) -> pd.DataFrame:
+    """The canonical ticket frame the feature pipeline was trained on."""
+    created = [_utc(t.created_at) for t in tickets]
+    return pd.DataFrame(
+        {
+            TEXT: [ticket_text(t) for t in tickets],
+            CREATED_AT: pd.to_datetime(pd.Series(created, dtype=object), utc=True),
+            CHANNEL: [t.channel for t in tickets],
+            TIER: [t.customer_tier for t in tickets],
+            URGENCY: [t.urgency for t in tickets],
+        }
+    )
+
+
+class ServingModel:
+    """A bundle wrapped for the service; immutable once built, so swapping the reference is atomic."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        if CATEGORY not in bundle.targets:
+            raise ValueError(f"bundle {bundle.version} has no {CATEGORY!r} target; it cannot route tickets")
+        self.bundle = bundle
+        self.version = bundle.version
+        self.threshold = bundle.threshold
+        self.category_labels: list[str] = list(bundle.targets[CATEGORY].labels)
+        priority = bundle.targets.get(PRIORITY)
+        self.priority_labels: list[str] | None = None if priority is None else list(priority.labels)
+
+    def score(self, tickets: Sequence[Ticket]) -> list[Scores]:
+        """One vectorised pass over every ticket (CPU-bound: run it off the event loop)."""
+        if not tickets:
+            return []
+        _, probas = predict_probas(self.bundle, tickets_frame(tickets))
+        category = probas[CATEGORY].astype(float)
+        priority = probas.get(PRIORITY)
+        return [
+            Scores(
+                category=category[i].tolist(),
+                priority=None if priority is None else priority[i].astype(float).tolist(),
+            )
+            for i in range(len(tickets))
+        ]
+
+    def scores_from_cache(self, value: dict[str, Any]) -> Scores:
+        n_priority = None if self.priority_labels is None else len(self.priority_labels)
+        return Scores.from_json(value, len(self.category_labels), n_priority)
+
+    def answer(
+        self, ticket: Ticket, scores: Scores, *, top_k: int, threshold: float, cached: bool
+    ) -> Prediction:
+        """The API answer for one ticket; ``top_k=0`` lists every label."""
+        probs = np.asarray(scores.category)
+        order = np.argsort(-probs, kind="stable")
+        best = int(order[0])
+        shown = order if top_k == 0 else order[:top_k]
+        confidence = float(probs[best])
+        priority = priority_confidence = None
+        if scores.priority is not None and self.priority_labels is not None:
+            pprobs = np.asarray(scores.priority)
+            pbest = int(pprobs.argmax())
+            priority, priority_confidence = self.priority_labels[pbest], round(float(pprobs[pbest]), 6)
+        return Prediction(
+            ticket_id=ticket.ticket_id,
+            category=self.category_labels[best],
+            confidence=round(confidence, 6),
+            probabilities=[
+                LabelProbability(label=self.category_labels[i], probability=round(float(probs[i]), 6))
+                for i in shown
+            ],
+            priority=priority,
+            priority_confidence=priority_confidence,
+            route="auto" if confidence >= threshold else "review",
+            model_version=self.version,
+            cached=cached,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /model`` shows: which model answers and how good it was on held-out data."""
+        manifest = self.bundle.manifest
+        targets = {}
+        for name, target in self.bundle.targets.items():
+            targets[name] = {
+                "labels": list(target.labels),
+                "weights": dict(target.learned_weights or target.seed_weights),
+                "temperature": target.calibrator.temperature,
+            }
+        return {
+            "version": self.version,
+            "trained_at": manifest.get("trained_at"),
+            "routing_threshold": self.threshold,
+            "data_fingerprint": manifest.get("data_fingerprint"),
+            "targets": targets,
+            "evaluation": evaluation_summary(self.bundle.path),
+        }
+
+
+_SUMMARY_KEYS = ("accuracy", "macro_f1", "ece", "coverage", "covered_accuracy")
+
+
+def evaluation_summary(bundle_path: Path) -> dict[str, Any]:
+    """Per target, the calibrated ensemble's held-out figures from the bundle's training report."""
+    path = bundle_path / EVALUATION_DIR / "report.json"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, Any] = {}
+    for name, target in report.get("targets", {}).items():
+        primary = target.get("systems", {}).get(target.get("primary_system"), {})
+        out[name] = {
+            "system": target.get("primary_system"),
+            "rows": target.get("n_rows"),
+            **{key: primary.get(key) for key in _SUMMARY_KEYS},
+        }
+    return out

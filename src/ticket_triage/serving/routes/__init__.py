@@ -1,0 +1,1 @@
+"""One router per resource; ``ticket_triage.serving.app`` joins them."""

@@ -1,0 +1,57 @@
+"""Operator actions: hot reload of the model."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from ticket_triage.serving.errors import ApiError
+from ticket_triage.serving.registry import BundleNotFoundError, ReloadError
+from ticket_triage.serving.routes.deps import AdminCaller, ServiceDep
+from ticket_triage.serving.schemas import ErrorResponse
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: str | None = Field(
+        None, description="Folder name of a bundle in the models folder; omit for the one marked live."
+    )
+
+
+class ReloadResponse(BaseModel):
+    previous_version: str
+    model_version: str
+    changed: bool
+
+
+@router.post(
+    "/reload",
+    response_model=ReloadResponse,
+    responses={
+        404: {"model": ErrorResponse, "description": "No bundle of that name in the models folder."},
+        409: {"model": ErrorResponse, "description": "The bundle was refused; the old model serves."},
+    },
+    summary="Swap to another model without a restart",
+)
+async def reload_model(
+    service: ServiceDep, _: AdminCaller, request: ReloadRequest | None = None
+) -> ReloadResponse:
+    """Load beside the live model, smoke-test, then swap; in-flight requests finish on the old one."""
+    name = request.bundle if request else None
+    try:
+        previous, current = await service.registry.reload(name, service.batcher.run_exclusive)
+    except BundleNotFoundError as exc:
+        service.metrics.model_reloads.labels(outcome="refused").inc()
+        raise ApiError(404, str(exc), code="bundle_not_found") from exc
+    except ReloadError as exc:
+        service.metrics.model_reloads.labels(outcome="refused").inc()
+        raise ApiError(409, str(exc), code="bundle_refused") from exc
+    service.metrics.model_reloads.labels(outcome="swapped").inc()
+    return ReloadResponse(
+        previous_version=previous.version,
+        model_version=current.version,
+        changed=previous.version != current.version,
+    )

@@ -1,0 +1,37 @@
+"""Liveness, readiness and the model card: what orchestrators and operators poll."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from ticket_triage.serving.routes.deps import AnyCaller, ServiceDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/livez", summary="The process is alive")
+async def livez() -> dict[str, str]:
+    """Answers from the event loop alone: slow only if the loop itself is blocked."""
+    return {"status": "alive"}
+
+
+@router.get("/readyz", summary="Ready to serve, per dependency")
+async def readyz(service: ServiceDep) -> JSONResponse:
+    """A cache outage reads as degraded, not unready: requests are still answered without the cache."""
+    model = service.registry.current
+    cache_ok = await service.cache.ping()
+    checks: dict[str, Any] = {
+        "model": {"ok": True, "version": model.version},
+        "cache": {**service.cache.status(), "ok": cache_ok},
+        "inference": {"ok": True, "queued_tickets": service.batcher.queued},
+    }
+    status = "ready" if cache_ok else "degraded"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200)
+
+
+@router.get("/model", summary="Which model answers, and how good it was on held-out data")
+async def model_card(service: ServiceDep, _: AnyCaller) -> dict[str, Any]:
+    return service.registry.current.describe()

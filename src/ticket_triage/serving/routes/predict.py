@@ -1,0 +1,80 @@
+"""``/predict`` and ``/predict/batch``: the helpdesk system's two calls."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from ticket_triage.serving.errors import ApiError
+from ticket_triage.serving.routes.deps import PredictCaller, ServiceDep
+from ticket_triage.serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ErrorResponse,
+    FieldError,
+    Prediction,
+    Ticket,
+)
+
+router = APIRouter(tags=["predict"])
+
+_ERRORS = {
+    401: {"model": ErrorResponse, "description": "No key, or an unknown key."},
+    403: {"model": ErrorResponse, "description": "The key's role may not predict."},
+    413: {"model": ErrorResponse, "description": "Body or batch larger than the service accepts."},
+    422: {"model": ErrorResponse, "description": "The body names the fields at fault."},
+}
+
+TopK = Annotated[
+    int, Query(ge=0, le=10_000, description="How many categories to list, most likely first; 0 lists all.")
+]
+
+
+def _check_lengths(tickets: list[Ticket], limit: int, prefix: str) -> None:
+    """Texts over the limit are refused by name (the limit is a setting, so it is checked here)."""
+    problems = []
+    for i, ticket in enumerate(tickets):
+        for name in ("subject", "description"):
+            value = getattr(ticket, name)
+            if value is not None and len(value) > limit:
+                where = f"{prefix}[{i}].{name}" if prefix else name
+                problems.append(
+                    FieldError(field=where, message=f"{len(value)} characters; the limit is {limit}")
+                )
+    if problems:
+        raise ApiError(
+            422, "text over the length limit: " + ", ".join(p.field for p in problems), fields=problems
+        )
+
+
+@router.post("/predict", response_model=Prediction, responses=_ERRORS, summary="Predict one ticket")
+async def predict(ticket: Ticket, service: ServiceDep, _: PredictCaller, top_k: TopK = 5) -> Prediction:
+    """Category, priority, calibrated confidence and route of one ticket."""
+    _check_lengths([ticket], service.settings.max_text_chars, "")
+    run = await service.predict([ticket], top_k)
+    return run.predictions[0]
+
+
+@router.post(
+    "/predict/batch", response_model=BatchResponse, responses=_ERRORS, summary="Predict many tickets at once"
+)
+async def predict_batch(
+    batch: BatchRequest, service: ServiceDep, _: PredictCaller, top_k: TopK = 5
+) -> BatchResponse:
+    """One answer per ticket, in order; cache hits come from the cache and the rest share one model pass."""
+    limit = service.settings.batch_limit
+    if len(batch.tickets) > limit:
+        raise ApiError(
+            413,
+            f"batch of {len(batch.tickets)} tickets is over the limit of {limit}; split it",
+            code="batch_too_large",
+            fields=[FieldError(field="tickets", message=f"at most {limit} tickets per request")],
+        )
+    if not batch.tickets:
+        raise ApiError(
+            422, "tickets is empty", fields=[FieldError(field="tickets", message="send at least one")]
+        )
+    _check_lengths(batch.tickets, service.settings.max_text_chars, "tickets")
+    run = await service.predict(batch.tickets, top_k)
+    return BatchResponse(predictions=run.predictions, model_version=run.model.version, cached=run.cached)

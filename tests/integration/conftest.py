@@ -1,0 +1,204 @@
+"""Serving fixtures: the app on the session's trained bundle, in-process or as a real server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PREDICT_KEY = "helpdesk-key-0001"
+REVIEW_KEY = "alice-review-key-0001"
+ADMIN_KEY = "ops-admin-key-0001"
+KEY_SPEC = f"helpdesk:predict:{PREDICT_KEY},alice:review:{REVIEW_KEY},ops:admin:{ADMIN_KEY}"
+PREDICT = {"Authorization": f"Bearer {PREDICT_KEY}"}
+ADMIN = {"X-API-Key": ADMIN_KEY}
+REVIEW = {"Authorization": f"Bearer {REVIEW_KEY}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clone_bundle(
+    models_dir: Path, source: Path, name: str, *, edit: Callable[[dict], None] | None = None
+) -> Path:
+    """A copy of ``source`` under a new name (so a new model version), its manifest optionally edited."""
+    target = models_dir / name
+    shutil.copytree(source, target)
+    manifest_path = target / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["version"] = name
+    if edit is not None:
+        edit(manifest)
+    manifest_path.write_text(json.dumps(manifest, indent=1))
+    return target
+
+
+@pytest.fixture
+def models_dir(trained: Any, tmp_path: Path) -> Path:
+    """A private models folder holding the session's trained bundle, marked live."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copytree(trained.path, folder / trained.path.name)
+    (folder / "LIVE").write_text(trained.path.name + "\n")
+    return folder
+
+
+@pytest.fixture
+def make_client(models_dir: Path, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """Builds the app in-process (lifespan included) with test keys and any setting overridden."""
+    from ticket_triage.config import Settings
+    from ticket_triage.serving.app import create_app
+
+    opened: list[TestClient] = []
+
+    def build(**overrides: Any) -> TestClient:
+        settings = Settings(
+            models_dir=models_dir,
+            api_keys=KEY_SPEC,
+            api_key_file=tmp_path / "no-key-file.json",
+            **overrides,
+        )
+        client = TestClient(create_app(settings), raise_server_exceptions=False)
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield build
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
+
+
+class ServerProcess:
+    """``triage serve`` in its own process, as an operator would run it."""
+
+    def __init__(self, models_dir: Path, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = {**os.environ, "TRIAGE_API_KEYS": KEY_SPEC, "PYTHONUNBUFFERED": "1", **env}
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ticket_triage.cli",
+                "serve",
+                "--model",
+                str(models_dir),
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"server not ready after {timeout} s:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+@contextmanager
+def running_server(models_dir: Path, log_path: Path, **env: str) -> Iterator[ServerProcess]:
+    server = ServerProcess(models_dir, env, log_path)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+class RedisServer:
+    """A private redis-server on a fixed free port that a test may kill and start again."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"private redis-server did not listen on {self.port}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()
