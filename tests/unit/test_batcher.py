@@ -27,7 +27,7 @@ class RecordingModel:
         self.passes: list[list[str]] = []
         self.threads: set[str] = set()
 
-    def score(self, tickets: Sequence[Ticket]) -> list[Scores]:
+    def score(self, tickets: Sequence[Ticket], helper: object = None) -> list[Scores]:
         self.threads.add(threading.current_thread().name)
         subjects = [t.subject or "" for t in tickets]
         self.passes.append(subjects)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -67,6 +69,8 @@ class FeaturePipeline(BaseEstimator):
     def fit_transform(self, frame: pd.DataFrame, y: Any = None) -> FeatureSet:
         """Fit every family on ``frame`` and return its features, computing each family once."""
         frame = normalize_whitespace(frame)
+        self.__dict__.pop("_names_cache", None)
+        self.__dict__.pop("_svd_projection", None)
         self.families_: list[tuple[str, BaseEstimator]] = []
         self.timings_: dict[str, float] = {}
         self.svd_: TruncatedSVD | None = None
@@ -85,13 +89,25 @@ class FeaturePipeline(BaseEstimator):
         self.fit_transform(frame)
         return self
 
-    def transform(self, frame: pd.DataFrame) -> FeatureSet:
-        """Features of new tickets with the fitted families (used at prediction time)."""
+    def transform(
+        self, frame: pd.DataFrame, elsewhere: Mapping[str, Future[Any]] | None = None
+    ) -> FeatureSet:
+        """Features of new tickets with the fitted families (used at prediction time).
+
+        ``elsewhere`` maps family names to futures of their output for this same frame (the service
+        computes some on a second thread); they are collected after the other families have run.
+        """
         if not hasattr(self, "families_"):
             raise RuntimeError("FeaturePipeline is not fitted")
         frame = normalize_whitespace(frame)
-        outputs = {name: family.transform(frame) for name, family in self.families_}
+        elsewhere = elsewhere or {}
+        outputs = {name: family.transform(frame) for name, family in self.families_ if name not in elsewhere}
+        outputs.update({name: future.result() for name, future in elsewhere.items()})
         return self._assemble(frame, outputs)
+
+    def family(self, name: str) -> BaseEstimator | None:
+        """The fitted family of that name, or None when it is switched off."""
+        return dict(getattr(self, "families_", [])).get(name)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the dense columns (the sparse TF-IDF names are on the FeatureSet)."""
@@ -111,6 +127,29 @@ class FeaturePipeline(BaseEstimator):
             return None
         return TruncatedSVD(n_components=k, algorithm="randomized", random_state=self.random_state).fit(tfidf)
 
+    def _names_of(self, name: str, family: BaseEstimator) -> list[str]:
+        """A family's column names, computed once: TF-IDF's 100K names cost ~15 ms, too much per request."""
+        cache = self.__dict__.setdefault("_names_cache", {})
+        if name not in cache:
+            cache[name] = list(family.get_feature_names_out())
+        return cache[name]
+
+    def _svd_view(self, tfidf: sp.csr_matrix) -> np.ndarray:
+        """TF-IDF on the SVD components, the matrix laid out once (TruncatedSVD re-lays it on every call)."""
+        assert self.svd_ is not None
+        projection = self.__dict__.get("_svd_projection")
+        if projection is None:
+            projection = np.ascontiguousarray(self.svd_.components_.T)  # float64, as TruncatedSVD computes
+            self.__dict__["_svd_projection"] = projection
+        return np.asarray(tfidf @ projection, dtype=np.float32)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Caches are rebuilt on first use, never pickled."""
+        state = super().__getstate__()
+        state.pop("_names_cache", None)
+        state.pop("_svd_projection", None)
+        return state
+
     def _assemble(self, frame: pd.DataFrame, outputs: dict[str, Any]) -> FeatureSet:
         blocks: dict[str, slice] = {}
         parts: list[np.ndarray] = []
@@ -120,15 +159,15 @@ class FeaturePipeline(BaseEstimator):
         for name, family in self.families_:
             if name == "tfidf":
                 sparse = sp.csr_matrix(outputs[name], dtype=np.float32)
-                sparse_names = list(family.get_feature_names_out())
+                sparse_names = self._names_of(name, family)
                 if self.svd_ is None:
                     continue
-                block = self.svd_.transform(sparse).astype(np.float32)
+                block = self._svd_view(sparse)
                 block_names = [f"tfidf_svd__{i}" for i in range(block.shape[1])]
                 name = "tfidf_svd"
             else:
                 block = np.asarray(outputs[name], dtype=np.float32)
-                block_names = list(family.get_feature_names_out())
+                block_names = self._names_of(name, family)
             blocks[name] = slice(len(names), len(names) + block.shape[1])
             parts.append(block)
             names += block_names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,3 +28,7 @@ class TargetModel:
 
     def predict_proba(self, features: FeatureSet) -> np.ndarray:
         return self.calibrator.transform(self.ensemble.predict_proba(features))
+
+    def predict_proba_from(self, member_probas: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Calibrated vote over member outputs computed elsewhere (the service runs some in parallel)."""
+        return self.calibrator.transform(self.ensemble.combine(member_probas))

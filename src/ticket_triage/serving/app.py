@@ -58,17 +58,18 @@ class RequestMetricsMiddleware:
             self.metrics.latency.labels(**labels).observe(time.perf_counter() - started)
 
 
-def _set_threads(threads: int) -> None:
+def _one_torch_thread() -> None:
+    """Each pass runs the encoder members on a helper thread beside the pipeline: one torch thread each."""
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: ServiceMetrics = app.state.metrics
-    _set_threads(settings.threads)
+    _one_torch_thread()
     model = await asyncio.to_thread(load_serving_model, settings.models_dir)
     cache = build_cache(settings, metrics)
     batcher = MicroBatcher(

@@ -55,6 +55,8 @@ class MicroBatcher:
         self._queue: deque[_Job] = deque()
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        # Runs the text-only members of a pass beside the feature pipeline (see ServingModel.score).
+        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference-text")
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.passes = 0
@@ -75,6 +77,7 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_exception(BatcherClosedError("the service is shutting down"))
         self._executor.shutdown(wait=True)
+        self._helper.shutdown(wait=True)
 
     @property
     def queued(self) -> int:
@@ -94,7 +97,7 @@ class MicroBatcher:
     async def run_exclusive(self, model: ServingModel, tickets: Sequence[Ticket]) -> list[Scores]:
         """A pass on the inference thread outside the queue (the reload smoke test uses it)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, model.score, list(tickets))
+        return await loop.run_in_executor(self._executor, model.score, list(tickets), self._helper)
 
     async def _run(self) -> None:
         while True:
@@ -136,7 +139,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            scores = await loop.run_in_executor(self._executor, model.score, tickets)
+            scores = await loop.run_in_executor(self._executor, model.score, tickets, self._helper)
         except Exception as exc:  # the model failed on this batch: every caller in it gets the error
             log.exception("inference pass of %d tickets failed", len(tickets))
             for job in live:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ticket_triage.data.schema import CHANNEL, CREATED_AT, TEXT, TEXT_JOINER, TIER, URGENCY
+from ticket_triage.features.base import FeatureSet, normalize_whitespace, texts_of
 from ticket_triage.models.bundle import EVALUATION_DIR, Bundle
 from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas
 from ticket_triage.serving.schemas import LabelProbability, Prediction, Ticket
@@ -97,6 +99,11 @@ def tickets_frame(tickets: Sequence[Ticket]) -> pd.DataFrame:
     )
 
 
+#: Feature families that go to the helper thread after the encoder members, to balance the two threads
+#: (spaCy's parser is compiled code that gives up the interpreter lock while it works).
+_HELPER_FAMILIES = ("entities",)
+
+
 class ServingModel:
     """A bundle wrapped for the service; immutable once built, so swapping the reference is atomic."""
 
@@ -104,17 +111,30 @@ class ServingModel:
         if CATEGORY not in bundle.targets:
             raise ValueError(f"bundle {bundle.version} has no {CATEGORY!r} target; it cannot route tickets")
         self.bundle = bundle
+        for target in bundle.targets.values():
+            for member in target.ensemble.members.values():
+                if getattr(member, "reads_text_only", False):
+                    # The encoder members run on their own thread beside the pipeline: one core each.
+                    member.threads = 1
         self.version = bundle.version
         self.threshold = bundle.threshold
         self.category_labels: list[str] = list(bundle.targets[CATEGORY].labels)
         priority = bundle.targets.get(PRIORITY)
         self.priority_labels: list[str] | None = None if priority is None else list(priority.labels)
 
-    def score(self, tickets: Sequence[Ticket]) -> list[Scores]:
-        """One vectorised pass over every ticket (CPU-bound: run it off the event loop)."""
+    def score(self, tickets: Sequence[Ticket], helper: Executor | None = None) -> list[Scores]:
+        """One vectorised pass over every ticket (CPU-bound: run it off the event loop).
+
+        With a ``helper`` thread, members that read only the text (the fine-tuned encoder) run on it
+        while this thread computes the features, so the two transformer passes use both cores.
+        """
         if not tickets:
             return []
-        _, probas = predict_probas(self.bundle, tickets_frame(tickets))
+        frame = tickets_frame(tickets)
+        if helper is None:
+            _, probas = predict_probas(self.bundle, frame)
+        else:
+            probas = self._probas_in_parallel(frame, helper)
         category = probas[CATEGORY].astype(float)
         priority = probas.get(PRIORITY)
         return [
@@ -124,6 +144,33 @@ class ServingModel:
             )
             for i in range(len(tickets))
         ]
+
+    def _probas_in_parallel(self, frame: pd.DataFrame, helper: Executor) -> dict[str, np.ndarray]:
+        texts = texts_of(normalize_whitespace(frame))  # exactly the texts the pipeline hands its members
+        text_view = FeatureSet(texts=texts, dense=np.zeros((len(texts), 0), dtype=np.float32), dense_names=[])
+        side: dict[tuple[str, str], Future[np.ndarray]] = {
+            (target_name, name): helper.submit(member.predict_proba, text_view)
+            for target_name, target in self.bundle.targets.items()
+            for name, member in target.ensemble.members.items()
+            if getattr(member, "reads_text_only", False)
+        }
+        pipeline = self.bundle.pipeline
+        moved = {
+            name: helper.submit(family.transform, normalize_whitespace(frame))
+            for name in _HELPER_FAMILIES
+            if (family := pipeline.family(name)) is not None
+        }
+        features = pipeline.transform(frame, moved)
+        out = {}
+        for target_name, target in self.bundle.targets.items():
+            member_probas = {
+                name: side[(target_name, name)].result()
+                if (target_name, name) in side
+                else member.predict_proba(features)
+                for name, member in target.ensemble.members.items()
+            }
+            out[target_name] = target.predict_proba_from(member_probas)
+        return out
 
     def scores_from_cache(self, value: dict[str, Any]) -> Scores:
         n_priority = None if self.priority_labels is None else len(self.priority_labels)

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 _SHORT = 200
+
+
+def _ticket_id(value: object) -> str | int | None:
+    """One clear message instead of pydantic's one-per-union-member."""
+    if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
+        if isinstance(value, str) and len(value) > _SHORT:
+            raise ValueError(f"at most {_SHORT} characters")
+        return value
+    raise ValueError("must be a string or an integer")
+
+
+TicketId = Annotated[
+    str | int | None,
+    PlainValidator(_ticket_id),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "maxLength": _SHORT}, {"type": "integer"}, {"type": "null"}]}
+    ),
+]
 
 
 class Ticket(BaseModel):
@@ -15,7 +33,7 @@ class Ticket(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    ticket_id: str | int | None = Field(None, description="Copied to the answer; the caller's own ID.")
+    ticket_id: TicketId = Field(None, description="Copied to the answer; the caller's own ID.")
     subject: str | None = Field(None, description="Ticket subject line.")
     description: str | None = Field(None, description="Ticket body. At least one of subject/description.")
     created_at: datetime | None = Field(

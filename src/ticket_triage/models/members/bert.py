@@ -6,7 +6,7 @@ import io
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -53,6 +53,9 @@ class BertMember:
     Batches are length-bucketed and padded per batch (about 1.75x faster than fixed padding) and run
     under bf16 autocast when ``precision == "bf16"`` (about 1.6x faster here than fp32).
     """
+
+    #: Reads nothing but ``features.texts``, so the service can run it beside the feature pipeline.
+    reads_text_only: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -88,6 +88,8 @@ class XGBoostMember:
         assert self._model is not None and self.n_classes_ is not None
         if len(features) == 0:
             return np.zeros((0, self.n_classes_))
+        if self._model.n_jobs != self.threads:  # the service predicts with fewer threads than training used
+            self._model.set_params(n_jobs=self.threads)
         return as_probabilities(self._model.predict_proba(features.dense), self.n_classes_, self.name)
 
 
