@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run demo test test-fast lint format bench train clean
+.PHONY: install run demo test test-fast lint format bench bench-serving train clean
 
 install: $(STAMP)
 
@@ -21,10 +21,13 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# Trains on generated demo tickets when no model is live, then serves it on 127.0.0.1:8000.
 run: install
 	$(TRIAGE) demo --out models
+	$(TRIAGE) serve --model models --create-keys
 
-demo: run
+demo: install
+	$(TRIAGE) demo --out models
 
 test: install
 	$(PY) -m pytest
@@ -46,6 +49,9 @@ train: install
 
 bench: install
 	$(PY) scripts/bench_accuracy.py
+
+bench-serving: install
+	$(PY) scripts/bench_serving.py
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build src/*.egg-info
