@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     breaker_reset_seconds: float = Field(5.0, gt=0)
 
     max_batch_size: int = Field(64, ge=1)
-    max_wait_ms: float = Field(2.0, ge=0)
+    #: Extra wait for more requests before a pass. 0 still batches under load: requests that arrive
+    #: while a pass runs share the next one; a wait only adds latency when the service is idle.
+    max_wait_ms: float = Field(0.0, ge=0)
     batch_limit: int = Field(1000, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)

@@ -70,12 +70,12 @@ def make_client(models_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Test
     opened: list[TestClient] = []
 
     def build(**overrides: Any) -> TestClient:
-        settings = Settings(
-            models_dir=models_dir,
-            api_keys=KEY_SPEC,
-            api_key_file=tmp_path / "no-key-file.json",
-            **overrides,
-        )
+        defaults = {
+            "models_dir": models_dir,
+            "api_keys": KEY_SPEC,
+            "api_key_file": tmp_path / "no-key-file.json",
+        }
+        settings = Settings(**{**defaults, **overrides})
         client = TestClient(create_app(settings), raise_server_exceptions=False)
         client.__enter__()
         opened.append(client)

@@ -116,8 +116,9 @@ def test_requests_during_a_reload_all_succeed(client: TestClient, models_dir: Pa
     stop = threading.Event()
 
     def traffic(worker: int) -> None:
-        i = 0
-        while not stop.is_set() or i < 3:
+        i = after_swap = 0
+        while after_swap < 3:  # keep going until three requests were sent after the reload returned
+            after_swap += stop.is_set()
             ticket = {"subject": f"Printer {worker}-{i} offline", "description": "It shows an error."}
             response = client.post("/predict", json=ticket, headers=PREDICT)
             body = response.json()

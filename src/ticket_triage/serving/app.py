@@ -18,6 +18,7 @@ from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.serving.auth import KeyStore, startup_key_store
 from ticket_triage.serving.batcher import MicroBatcher
+from ticket_triage.serving.body_limit import BodyLimitMiddleware
 from ticket_triage.serving.cache import build_cache
 from ticket_triage.serving.errors import install_error_handlers
 from ticket_triage.serving.inference import SMOKE_TICKET
@@ -106,7 +107,6 @@ def create_app(settings: Settings | None = None, *, keys: KeyStore | None = None
         version=__version__,
         summary="Routes helpdesk tickets to a queue with a priority and a calibrated confidence.",
         lifespan=_lifespan,
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyStore | None = None
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 

@@ -108,11 +108,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = str(exc.detail)
-        if exc.status_code == 413:
-            message = "request body is larger than this service accepts"
         return error_response(
-            exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), message, headers=exc.headers
+            exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), str(exc.detail), headers=exc.headers
         )
 
     @app.exception_handler(Exception)
