@@ -51,7 +51,7 @@ bench: install
 	$(PY) scripts/bench_accuracy.py
 
 bench-serving: install
-	$(PY) scripts/bench_serving.py
+	$(PY) scripts/bench_serving.py --doc docs/benchmarks.md
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build src/*.egg-info

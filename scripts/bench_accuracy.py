@@ -22,6 +22,8 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from doc_sections import replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
 TRIAGE = [sys.executable, "-m", "ticket_triage.cli"]
 
@@ -151,7 +153,7 @@ def collect(name: str, work: Path) -> dict:
 
 def render(results: list[dict]) -> str:
     lines = [
-        "# Benchmarks",
+        "## Accuracy",
         "",
         "Produced by `scripts/bench_accuracy.py` on this project's 2-core, no-GPU machine.",
         "Each dataset gets a stratified, seeded 20 % test split that training never sees; `triage train "
@@ -242,8 +244,7 @@ def main() -> None:
         results.append(bench(name, DATASETS[name], args.shared, args.out, args.test_size, args.seed))
         print(f"   trained in {results[-1]['train_seconds'] / 60:.1f} min", flush=True)
     text = render(results)
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(text, encoding="utf-8")
+    replace_section(args.doc, "accuracy", text)
     print(text)
 
 

@@ -42,6 +42,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from doc_sections import replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "banking77_train.csv"
 DEFAULT_MODELS = ROOT / "bench-out" / "banking77-models"
@@ -716,6 +718,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=13, help="order in which texts are drawn")
     p.add_argument("--json-out", type=Path, default=None)
     p.add_argument("--markdown-out", type=Path, default=None)
+    p.add_argument(
+        "--doc", type=Path, default=None, help="also write the results into this file's serving section"
+    )
     p.add_argument("--keep-server-log", action="store_true", help="keep the server log and print its path")
     args = p.parse_args(argv)
     for name in ("requests", "clients", "batch_size", "batches"):
@@ -813,6 +818,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown_out:
         args.markdown_out.write_text(markdown(results, command), encoding="utf-8")
         print(f"wrote {args.markdown_out}")
+    if args.doc:
+        replace_section(args.doc, "serving", markdown(results, command))
+        print(f"updated the serving section of {args.doc}")
     if args.keep_server_log:
         print(f"server log: {log_path}")
     else:

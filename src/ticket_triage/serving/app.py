@@ -21,6 +21,7 @@ from ticket_triage.serving.batcher import MicroBatcher
 from ticket_triage.serving.body_limit import BodyLimitMiddleware
 from ticket_triage.serving.cache import build_cache
 from ticket_triage.serving.errors import install_error_handlers
+from ticket_triage.serving.gc_tuning import freeze_loaded_objects
 from ticket_triage.serving.inference import SMOKE_TICKET
 from ticket_triage.serving.registry import ModelRegistry, load_serving_model, models_dir_of
 from ticket_triage.serving.routes import admin, health, predict
@@ -79,6 +80,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     batcher.start()
     # Warm-up: the first pass loads spaCy and MiniLM; pay that before the first caller does.
     await batcher.run_exclusive(model, [SMOKE_TICKET])
+    freeze_loaded_objects()
     service = Service(
         settings=settings,
         registry=ModelRegistry(model, models_dir_of(settings.models_dir)),
