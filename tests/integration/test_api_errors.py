@@ -106,6 +106,14 @@ def test_body_over_the_size_limit_is_413(make_client: Callable[..., TestClient])
     assert error["code"] == "payload_too_large"
 
 
+def test_streamed_body_over_the_size_limit_is_413(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(max_body_bytes=4096)
+    chunks = iter([b'{"subject": "', b"y" * 3000, b"y" * 3000, b'"}'])  # no Content-Length: counted as read
+    response = _post(client, "/predict", content=chunks, headers={"Content-Type": "application/json"})
+    error = _error(response, 413)
+    assert "over the limit of 4096 bytes" in error["message"]
+
+
 def test_bad_batch_item_names_its_index(client: TestClient) -> None:
     tickets = [GOOD, GOOD, {"subject": "", "description": ""}, {**GOOD, "created_at": "soon"}]
     error = _error(_post(client, "/predict/batch", json={"tickets": tickets}), 422)

@@ -21,7 +21,7 @@ from ticket_triage.serving.batcher import MicroBatcher
 from ticket_triage.serving.body_limit import BodyLimitMiddleware
 from ticket_triage.serving.cache import build_cache
 from ticket_triage.serving.errors import install_error_handlers
-from ticket_triage.serving.gc_tuning import freeze_loaded_objects
+from ticket_triage.serving.gc_tuning import freeze_loaded_objects, shorten_switch_interval
 from ticket_triage.serving.inference import SMOKE_TICKET
 from ticket_triage.serving.registry import ModelRegistry, load_serving_model, models_dir_of
 from ticket_triage.serving.routes import admin, health, predict
@@ -72,6 +72,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: ServiceMetrics = app.state.metrics
     _one_torch_thread()
+    shorten_switch_interval()
     model = await asyncio.to_thread(load_serving_model, settings.models_dir)
     cache = build_cache(settings, metrics)
     batcher = MicroBatcher(
