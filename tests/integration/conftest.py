@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,17 +153,14 @@ def running_server(models_dir: Path, log_path: Path, **env: str) -> Iterator[Ser
         server.stop()
 
 
-class RedisServer:
-    """A private redis-server on a fixed free port that a test may kill and start again."""
+class PrivateRedis:
+    """A throwaway ``redis-server`` on a fixed port that a test may kill, restart or freeze."""
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -182,23 +180,43 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"private redis-server did not listen on {self.port}")
+            if self.proc.poll() is not None:
+                pytest.fail(f"private redis-server on port {self.port} exited with {self.proc.returncode}")
+            try:
+                with self.client() as client:
+                    if client.ping():
+                        return
+            except redis.RedisError:
+                time.sleep(0.05)
+        pytest.fail(f"private redis-server on port {self.port} did not answer PING")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=0.5)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def freeze(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed")
+    server = PrivateRedis(tmp_path)
     server.start()
     yield server
-    server.kill()
+    if server.proc is not None:
+        server.proc.kill()  # SIGKILL also ends a frozen (SIGSTOPped) server
+        server.proc.wait(timeout=10)

@@ -9,20 +9,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
 import redis
+from tests.integration.conftest import PrivateRedis
 
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
@@ -53,12 +47,6 @@ def errors(metrics: ServiceMetrics, backend: str, operation: str) -> float:
     return sample(metrics, "triage_cache_errors_total", backend=backend, operation=operation)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def prediction(label: str) -> dict[str, object]:
     return {"category": [0.7, 0.2, 0.1], "priority": [0.5, 0.5], "label": label, "note": "Größe ✓"}
 
@@ -80,75 +68,6 @@ def shared() -> Iterator[tuple[redis.Redis, str]]:
     if keys:
         client.delete(*keys)
     client.close()
-
-
-class PrivateRedis:
-    """A throwaway ``redis-server`` on a fixed port that a test may kill, restart or freeze."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"private redis-server on port {self.port} exited with {self.proc.returncode}")
-            try:
-                with self.client() as client:
-                    if client.ping():
-                        return
-            except redis.RedisError:
-                time.sleep(0.05)
-        pytest.fail(f"private redis-server on port {self.port} did not answer PING")
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=0.5)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.proc = None
-
-    def freeze(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGCONT)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed")
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    if server.proc is not None:
-        server.proc.kill()  # SIGKILL also ends a frozen (SIGSTOPped) server
-        server.proc.wait(timeout=10)
 
 
 def redis_cache(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.integration.conftest import PREDICT, RedisServer, running_server
+from tests.integration.conftest import PREDICT, PrivateRedis, running_server
 
 
 def _metric(base_url: str, series: str) -> float:
@@ -52,60 +52,58 @@ def _tickets(prefix: str, n: int) -> list[dict[str, Any]]:
     ]
 
 
-def test_redis_killed_under_traffic_then_restarted(models_dir: Path, tmp_path: Path) -> None:
-    redis = RedisServer(tmp_path)
-    redis.start()
+def test_redis_killed_under_traffic_then_restarted(
+    models_dir: Path, tmp_path: Path, private_redis: PrivateRedis
+) -> None:
+    redis = private_redis
     env = {"TRIAGE_REDIS_URL": redis.url, "TRIAGE_BREAKER_RESET_SECONDS": "2", "TRIAGE_BREAKER_FAIL_MAX": "3"}
-    try:
-        with running_server(models_dir, tmp_path / "server.log", **env) as server:
-            base = server.base_url
-            warm = _tickets("warm", 20)
-            first = asyncio.run(_traffic(base, warm, clients=4))
-            again = asyncio.run(_traffic(base, warm, clients=4))
-            assert all(status == 200 for status, _ in first + again)
-            assert sum(cached is True for _, cached in again) == 20  # served from the private Redis
-            assert _readyz(base)["checks"]["cache"]["breaker"] == "closed"
+    with running_server(models_dir, tmp_path / "server.log", **env) as server:
+        base = server.base_url
+        warm = _tickets("warm", 20)
+        first = asyncio.run(_traffic(base, warm, clients=4))
+        again = asyncio.run(_traffic(base, warm, clients=4))
+        assert all(status == 200 for status, _ in first + again)
+        assert sum(cached is True for _, cached in again) == 20  # served from the private Redis
+        assert _readyz(base)["checks"]["cache"]["breaker"] == "closed"
 
-            async def kill_mid_traffic() -> list[tuple[int, bool | None]]:
-                run = asyncio.ensure_future(_traffic(base, _tickets("outage", 40) + warm, clients=8))
-                await asyncio.sleep(0.3)
-                redis.kill()
-                return await run
+        async def kill_mid_traffic() -> list[tuple[int, bool | None]]:
+            run = asyncio.ensure_future(_traffic(base, _tickets("outage", 40) + warm, clients=8))
+            await asyncio.sleep(0.3)
+            redis.kill()
+            return await run
 
-            during = asyncio.run(kill_mid_traffic())
-            after_kill = asyncio.run(_traffic(base, warm, clients=4))
-            statuses = [status for status, _ in during + after_kill]
-            breaker_open = _metric(base, "triage_cache_breaker_state")
-            ready = _readyz(base)
-            print(
-                f"\nredis killed: {len(statuses)} requests, {sum(s != 200 for s in statuses)} failed; "
-                f"breaker state gauge {breaker_open}, readyz {ready['status']}"
-            )
-            assert statuses and all(status == 200 for status in statuses)
-            assert all(cached is False for _, cached in after_kill)  # answered without the cache
-            assert breaker_open == 2.0
-            assert ready["status"] == "degraded"
-            assert ready["checks"]["cache"]["ok"] is False
+        during = asyncio.run(kill_mid_traffic())
+        after_kill = asyncio.run(_traffic(base, warm, clients=4))
+        statuses = [status for status, _ in during + after_kill]
+        breaker_open = _metric(base, "triage_cache_breaker_state")
+        ready = _readyz(base)
+        print(
+            f"\nredis killed: {len(statuses)} requests, {sum(s != 200 for s in statuses)} failed; "
+            f"breaker state gauge {breaker_open}, readyz {ready['status']}"
+        )
+        assert statuses and all(status == 200 for status in statuses)
+        assert all(cached is False for _, cached in after_kill)  # answered without the cache
+        assert breaker_open == 2.0
+        assert ready["status"] == "degraded"
+        assert ready["checks"]["cache"]["ok"] is False
 
-            redis.start()  # same port, empty: the answers must be computed and cached again
-            deadline = time.monotonic() + 30
-            state = "open"
-            while time.monotonic() < deadline and state != "closed":
-                asyncio.run(_traffic(base, warm[:2], clients=1))  # traffic drives the half-open probe
-                state = _readyz(base)["checks"]["cache"]["breaker"]
-                time.sleep(0.5)
-            assert state == "closed"
-            recompute = asyncio.run(_traffic(base, warm, clients=4))
-            cached_again = asyncio.run(_traffic(base, warm, clients=4))
-            assert all(status == 200 for status, _ in recompute + cached_again)
-            hits = sum(cached is True for _, cached in cached_again)
-            print(f"redis back: breaker {state}, cached answers after recovery {hits}/{len(cached_again)}")
-            assert hits == len(cached_again)
-            assert _metric(base, "triage_cache_breaker_state") == 0.0
-            assert _metric(base, 'triage_cache_breaker_transitions_total{state="open"}') >= 1
-            assert _metric(base, 'triage_cache_breaker_transitions_total{state="closed"}') >= 1
-    finally:
-        redis.kill()
+        redis.start()  # same port, empty: the answers must be computed and cached again
+        deadline = time.monotonic() + 30
+        state = "open"
+        while time.monotonic() < deadline and state != "closed":
+            asyncio.run(_traffic(base, warm[:2], clients=1))  # traffic drives the half-open probe
+            state = _readyz(base)["checks"]["cache"]["breaker"]
+            time.sleep(0.5)
+        assert state == "closed"
+        recompute = asyncio.run(_traffic(base, warm, clients=4))
+        cached_again = asyncio.run(_traffic(base, warm, clients=4))
+        assert all(status == 200 for status, _ in recompute + cached_again)
+        hits = sum(cached is True for _, cached in cached_again)
+        print(f"redis back: breaker {state}, cached answers after recovery {hits}/{len(cached_again)}")
+        assert hits == len(cached_again)
+        assert _metric(base, "triage_cache_breaker_state") == 0.0
+        assert _metric(base, 'triage_cache_breaker_transitions_total{state="open"}') >= 1
+        assert _metric(base, 'triage_cache_breaker_transitions_total{state="closed"}') >= 1
 
 
 def test_livez_answers_while_a_large_batch_is_computed(models_dir: Path, tmp_path: Path) -> None:
