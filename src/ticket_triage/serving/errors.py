@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ticket_triage.serving.auth import AuthError
+from ticket_triage.serving.batcher import BatcherClosedError
 from ticket_triage.serving.schemas import ErrorDetail, ErrorResponse, FieldError
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(
             exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), str(exc.detail), headers=exc.headers
+        )
+
+    @app.exception_handler(BatcherClosedError)
+    async def _closing(_: Request, exc: BatcherClosedError) -> JSONResponse:
+        return error_response(
+            503, "unavailable", f"{exc}; retry on another instance", headers={"Retry-After": "1"}
         )
 
     @app.exception_handler(Exception)
