@@ -62,8 +62,14 @@ def models_dir(trained: Any, tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of exported encoders for the whole session (exports take seconds)."""
+    return tmp_path_factory.mktemp("onnx")
+
+
 @pytest.fixture
-def make_client(models_dir: Path, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+def make_client(models_dir: Path, tmp_path: Path, onnx_dir: Path) -> Iterator[Callable[..., TestClient]]:
     """Builds the app in-process (lifespan included) with test keys and any setting overridden."""
     from ticket_triage.config import Settings
     from ticket_triage.serving.app import create_app
@@ -99,7 +105,13 @@ class ServerProcess:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        full_env = {**os.environ, "TRIAGE_API_KEYS": KEY_SPEC, "PYTHONUNBUFFERED": "1", **env}
+        full_env = {
+            **os.environ,
+            "TRIAGE_API_KEYS": KEY_SPEC,
+            "TRIAGE_ONNX_DIR": str(log_path.parent / "onnx"),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(
             [

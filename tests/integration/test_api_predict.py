@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +76,18 @@ def test_repeat_is_served_from_the_cache_with_the_same_answer(client: TestClient
     assert hits == 1.0
 
 
-def test_api_agrees_with_the_cli_predictions(
-    client: TestClient, trained: Any, synthetic_sample: Path
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_api_agrees_with_the_cli(
+    make_client: Callable[..., TestClient], trained: Any, synthetic_sample: Path, runtime: str
 ) -> None:
+    """torch is what `triage predict` runs, so it must agree exactly; ONNX Runtime (float32 instead of
+    bf16) may move probabilities a little but not the answers."""
     from ticket_triage.data.loader import load_tickets
     from ticket_triage.data.schema import ColumnMap
     from ticket_triage.models.bundle import load_bundle
     from ticket_triage.models.predictor import predict_frame
 
+    client = make_client(encoder_runtime=runtime)
     tickets = _sample(synthetic_sample, 12)
     response = client.post("/predict/batch?top_k=0", json={"tickets": tickets}, headers=PREDICT)
     assert response.status_code == 200, response.text
@@ -92,8 +97,9 @@ def test_api_agrees_with_the_cli_predictions(
     cli = predict_frame(load_bundle(trained.path), frame)
     assert [p["ticket_id"] for p in api] == list(cli["id"])
     assert [p["category"] for p in api] == list(cli["label"])
-    np.testing.assert_allclose([p["confidence"] for p in api], cli["confidence"], atol=1e-5)
     assert [p["priority"] for p in api] == list(cli["priority"])
+    tolerance = 1e-5 if runtime == "torch" else 0.02
+    np.testing.assert_allclose([p["confidence"] for p in api], cli["confidence"], atol=tolerance)
 
 
 def test_batch_keeps_order_computes_only_misses_and_matches_singles(

@@ -73,7 +73,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: ServiceMetrics = app.state.metrics
     _one_torch_thread()
     shorten_switch_interval()
-    model = await asyncio.to_thread(load_serving_model, settings.models_dir)
+    onnx_dir = settings.onnx_dir if settings.encoder_runtime == "onnx" else None
+    model = await asyncio.to_thread(load_serving_model, settings.models_dir, onnx_dir)
     cache = build_cache(settings, metrics)
     batcher = MicroBatcher(
         max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms, metrics=metrics
@@ -84,7 +85,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     freeze_loaded_objects()
     service = Service(
         settings=settings,
-        registry=ModelRegistry(model, models_dir_of(settings.models_dir)),
+        registry=ModelRegistry(model, models_dir_of(settings.models_dir), onnx_dir),
         cache=cache,
         batcher=batcher,
         metrics=metrics,

@@ -7,7 +7,7 @@ per request, so ``top_k`` and the routing threshold never split the cache.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,10 +104,17 @@ def tickets_frame(tickets: Sequence[Ticket]) -> pd.DataFrame:
 _HELPER_FAMILIES = ("entities",)
 
 
+#: Up to this many tickets a pass runs the encoders in ONNX Runtime (float32, about 6 ms per encoder for
+#: one ticket against 10 in eager torch); larger passes use torch in bf16, faster per ticket in bulk
+#: (measured at 256 tickets: 143 tickets/s with torch against 123 with ONNX Runtime).
+ONNX_MAX_ROWS = 16
+
+
 class ServingModel:
     """A bundle wrapped for the service; immutable once built, so swapping the reference is atomic."""
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, onnx_dir: Path | None = None) -> None:
+        """``onnx_dir``: run the encoders through ONNX Runtime, their exported graphs cached there."""
         if CATEGORY not in bundle.targets:
             raise ValueError(f"bundle {bundle.version} has no {CATEGORY!r} target; it cannot route tickets")
         self.bundle = bundle
@@ -121,6 +128,20 @@ class ServingModel:
         self.category_labels: list[str] = list(bundle.targets[CATEGORY].labels)
         priority = bundle.targets.get(PRIORITY)
         self.priority_labels: list[str] | None = None if priority is None else list(priority.labels)
+        self._fast_members: dict[tuple[str, str], Callable[[list[str]], np.ndarray]] = {}
+        self._fast_embeddings: Callable[[pd.DataFrame], np.ndarray] | None = None
+        if onnx_dir is not None:
+            self._export_encoders(Path(onnx_dir))
+
+    def _export_encoders(self, onnx_dir: Path) -> None:
+        for target_name, target in self.bundle.targets.items():
+            for name, member in target.ensemble.members.items():
+                if hasattr(member, "onnx_predictor"):
+                    folder = onnx_dir / self.version / target_name
+                    self._fast_members[(target_name, name)] = member.onnx_predictor(folder)
+        family = self.bundle.pipeline.family("embeddings")
+        if family is not None and hasattr(family, "onnx_transform"):
+            self._fast_embeddings = family.onnx_transform(onnx_dir)
 
     def score(self, tickets: Sequence[Ticket], helper: Executor | None = None) -> list[Scores]:
         """One vectorised pass over every ticket (CPU-bound: run it off the event loop).
@@ -148,18 +169,25 @@ class ServingModel:
     def _probas_in_parallel(self, frame: pd.DataFrame, helper: Executor) -> dict[str, np.ndarray]:
         texts = texts_of(normalize_whitespace(frame))  # exactly the texts the pipeline hands its members
         text_view = FeatureSet(texts=texts, dense=np.zeros((len(texts), 0), dtype=np.float32), dense_names=[])
-        side: dict[tuple[str, str], Future[np.ndarray]] = {
-            (target_name, name): helper.submit(member.predict_proba, text_view)
-            for target_name, target in self.bundle.targets.items()
-            for name, member in target.ensemble.members.items()
-            if getattr(member, "reads_text_only", False)
-        }
+        side: dict[tuple[str, str], Future[np.ndarray]] = {}
+        small = len(texts) <= ONNX_MAX_ROWS
+        for target_name, target in self.bundle.targets.items():
+            for name, member in target.ensemble.members.items():
+                fast = self._fast_members.get((target_name, name)) if small else None
+                if fast is not None:
+                    side[(target_name, name)] = helper.submit(fast, texts)
+                elif getattr(member, "reads_text_only", False):
+                    side[(target_name, name)] = helper.submit(member.predict_proba, text_view)
         pipeline = self.bundle.pipeline
+        normalized = normalize_whitespace(frame)
         moved = {
-            name: helper.submit(family.transform, normalize_whitespace(frame))
+            name: helper.submit(family.transform, normalized)
             for name in _HELPER_FAMILIES
             if (family := pipeline.family(name)) is not None
         }
+        if small and self._fast_embeddings is not None:
+            moved["embeddings"] = done = Future()
+            done.set_result(self._fast_embeddings(normalized))
         features = pipeline.transform(frame, moved)
         out = {}
         for target_name, target in self.bundle.targets.items():

@@ -38,17 +38,18 @@ def models_dir_of(model_path: Path) -> Path:
     return model_path.parent if (model_path / "manifest.json").exists() else model_path
 
 
-def load_serving_model(path: Path) -> ServingModel:
+def load_serving_model(path: Path, onnx_dir: Path | None = None) -> ServingModel:
     """Load and verify a bundle for serving (blocking: call it in a thread)."""
-    return ServingModel(load_bundle(path))
+    return ServingModel(load_bundle(path), onnx_dir)
 
 
 class ModelRegistry:
     """Holds the serving model and swaps it atomically after a successful smoke prediction."""
 
-    def __init__(self, model: ServingModel, models_dir: Path) -> None:
+    def __init__(self, model: ServingModel, models_dir: Path, onnx_dir: Path | None = None) -> None:
         self.current = model
         self.models_dir = Path(models_dir)
+        self.onnx_dir = onnx_dir
         self._lock = asyncio.Lock()
 
     def bundle_path(self, name: str | None) -> Path:
@@ -72,7 +73,7 @@ class ModelRegistry:
         async with self._lock:
             path = self.bundle_path(name)
             try:
-                candidate = await asyncio.to_thread(load_serving_model, path)
+                candidate = await asyncio.to_thread(load_serving_model, path, self.onnx_dir)
             except (BundleError, ValueError) as exc:
                 raise ReloadError(f"bundle {path.name} refused: {exc}") from exc
             except (

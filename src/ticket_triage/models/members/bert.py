@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -185,6 +186,31 @@ class BertMember:
                 logits = self._model(input_ids=ids, attention_mask=mask).logits
                 out[chunk] = torch.softmax(logits.double(), dim=-1).numpy()
         return out
+
+    def onnx_predictor(self, folder: Path) -> Callable[[list[str]], np.ndarray]:
+        """``texts -> probabilities`` through an ONNX export of this fine-tuned model (see onnx_encoder).
+
+        Same tokenisation and softmax as :meth:`predict_proba`, in float32 instead of bf16 autocast.
+        """
+        from ticket_triage.onnx_encoder import OnnxEncoder, export
+
+        require_fitted(self.name, self._model is not None)
+        assert self._model is not None and self._tokenizer is not None and self.n_classes_ is not None
+        path = export(self._model, lambda out: out.logits, Path(folder) / f"{self.name}.onnx")
+        encoder = OnnxEncoder(path, self._tokenizer.pad_token_id or 0)
+        n_classes = self.n_classes_
+
+        def softmax(logits: np.ndarray, _: np.ndarray) -> np.ndarray:
+            z = logits.astype(np.float64)
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            return z / z.sum(axis=1, keepdims=True)
+
+        def predict(texts: list[str]) -> np.ndarray:
+            if not texts:
+                return np.zeros((0, n_classes))
+            return as_probabilities(encoder.run(self._encode(texts), softmax), n_classes, self.name)
+
+        return predict
 
     def _parameter_groups(self, model: PreTrainedModel) -> list[dict[str, Any]]:
         """Head and pooler get a far higher rate; at the encoder's rate a new head barely moves."""
