@@ -102,6 +102,9 @@ def tickets_frame(tickets: Sequence[Ticket]) -> pd.DataFrame:
 #: Feature families that go to the helper thread after the encoder members, to balance the two threads
 #: (spaCy's parser is compiled code that gives up the interpreter lock while it works).
 _HELPER_FAMILIES = ("entities",)
+#: Tree members whose prediction runs in compiled code without the interpreter lock; the helper thread is
+#: idle by the time the features are ready, so one of them runs there beside the others.
+_HELPER_MEMBERS = ("xgboost",)
 
 
 #: Up to this many tickets a pass runs the encoders in ONNX Runtime (float32, about 6 ms per encoder for
@@ -189,14 +192,26 @@ class ServingModel:
             moved["embeddings"] = done = Future()
             done.set_result(self._fast_embeddings(normalized))
         features = pipeline.transform(frame, moved)
+        for target_name, target in self.bundle.targets.items():
+            for name in _HELPER_MEMBERS:
+                if name in target.ensemble.members and (target_name, name) not in side:
+                    side[(target_name, name)] = helper.submit(
+                        target.ensemble.members[name].predict_proba, features
+                    )
         out = {}
         for target_name, target in self.bundle.targets.items():
             member_probas = {
-                name: side[(target_name, name)].result()
-                if (target_name, name) in side
-                else member.predict_proba(features)
+                name: member.predict_proba(features)
                 for name, member in target.ensemble.members.items()
+                if (target_name, name) not in side
             }
+            member_probas.update(
+                {
+                    name: side[(target_name, name)].result()
+                    for name in target.ensemble.members
+                    if (target_name, name) in side
+                }
+            )
             out[target_name] = target.predict_proba_from(member_probas)
         return out
 
