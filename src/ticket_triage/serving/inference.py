@@ -170,7 +170,8 @@ class ServingModel:
         ]
 
     def _probas_in_parallel(self, frame: pd.DataFrame, helper: Executor) -> dict[str, np.ndarray]:
-        texts = texts_of(normalize_whitespace(frame))  # exactly the texts the pipeline hands its members
+        normalized = normalize_whitespace(frame)
+        texts = texts_of(normalized)  # exactly the texts the pipeline hands its members
         text_view = FeatureSet(texts=texts, dense=np.zeros((len(texts), 0), dtype=np.float32), dense_names=[])
         side: dict[tuple[str, str], Future[np.ndarray]] = {}
         small = len(texts) <= ONNX_MAX_ROWS
@@ -182,7 +183,6 @@ class ServingModel:
                 elif getattr(member, "reads_text_only", False):
                     side[(target_name, name)] = helper.submit(member.predict_proba, text_view)
         pipeline = self.bundle.pipeline
-        normalized = normalize_whitespace(frame)
         moved = {
             name: helper.submit(family.transform, normalized)
             for name in _HELPER_FAMILIES
