@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     encoder_runtime: Literal["onnx", "torch"] = "onnx"
     onnx_dir: Path = PROJECT_ROOT / "var" / "onnx"
 
+    # --- review queue ------------------------------------------------------------------------------
+    #: SQLAlchemy URL of the review store; without it an SQLite file under var/ (embedded).
+    database_url: str | None = None
+    database_file: Path = PROJECT_ROOT / "var" / "review.sqlite3"
+    #: How long a claimed review item stays with its reviewer before it returns to the queue.
+    review_lease_seconds: int = Field(600, ge=5)
+
     max_batch_size: int = Field(64, ge=1)
     #: Extra wait for more requests before a pass. 0 still batches under load: requests that arrive
     #: while a pass runs share the next one; a wait only adds latency when the service is idle.
