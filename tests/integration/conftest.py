@@ -81,6 +81,8 @@ def make_client(models_dir: Path, tmp_path: Path, onnx_dir: Path) -> Iterator[Ca
             "models_dir": models_dir,
             "api_keys": KEY_SPEC,
             "api_key_file": tmp_path / "no-key-file.json",
+            "onnx_dir": onnx_dir,
+            "database_file": tmp_path / "review.sqlite3",
         }
         settings = Settings(**{**defaults, **overrides})
         client = TestClient(create_app(settings), raise_server_exceptions=False)
@@ -109,6 +111,7 @@ class ServerProcess:
             **os.environ,
             "TRIAGE_API_KEYS": KEY_SPEC,
             "TRIAGE_ONNX_DIR": str(log_path.parent / "onnx"),
+            "TRIAGE_DATABASE_FILE": str(log_path.parent / "review.sqlite3"),
             "PYTHONUNBUFFERED": "1",
             **env,
         }

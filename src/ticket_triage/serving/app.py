@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ticket_triage import __version__
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
+from ticket_triage.review import ReviewStore, make_engine, migrate
 from ticket_triage.serving.auth import KeyStore, startup_key_store
 from ticket_triage.serving.batcher import MicroBatcher
 from ticket_triage.serving.body_limit import BodyLimitMiddleware
@@ -24,7 +25,7 @@ from ticket_triage.serving.errors import install_error_handlers
 from ticket_triage.serving.gc_tuning import freeze_loaded_objects, shorten_switch_interval
 from ticket_triage.serving.inference import SMOKE_TICKET
 from ticket_triage.serving.registry import ModelRegistry, load_serving_model, models_dir_of
-from ticket_triage.serving.routes import admin, health, predict
+from ticket_triage.serving.routes import admin, health, predict, reviews
 from ticket_triage.serving.service import Service
 
 log = logging.getLogger(__name__)
@@ -83,19 +84,29 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Warm-up: the first pass loads spaCy and MiniLM; pay that before the first caller does.
     await batcher.run_exclusive(model, [SMOKE_TICKET])
     freeze_loaded_objects()
+    engine = make_engine(settings)
+    try:
+        await asyncio.to_thread(migrate, engine)
+    except Exception:
+        # Predictions matter more than the queue: serve, and let each failed queue write be logged.
+        log.exception("review store migration failed; routed predictions will not be queued")
     service = Service(
         settings=settings,
         registry=ModelRegistry(model, models_dir_of(settings.models_dir), onnx_dir),
         cache=cache,
         batcher=batcher,
         metrics=metrics,
+        reviews=ReviewStore(engine, lease_seconds=settings.review_lease_seconds),
     )
     app.state.service = service
     log.info("serving model %s with a %s cache", model.version, cache.backend)
     try:
         yield
     finally:
-        await service.close()
+        try:
+            await service.close()
+        finally:
+            engine.dispose()
 
 
 def create_app(settings: Settings | None = None, *, keys: KeyStore | None = None) -> FastAPI:
@@ -120,6 +131,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyStore | None = None
     app.include_router(predict.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(reviews.router)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=True)
     async def prometheus_metrics() -> Response:

@@ -81,7 +81,7 @@ def _describe(error: dict[str, Any]) -> FieldError:
             field="body", message="the body must be a JSON object sent with Content-Type: application/json"
         )
     if kind == "extra_forbidden":
-        return FieldError(field=field_path(loc), message="unknown field; put free-form data in 'metadata'")
+        return FieldError(field=field_path(loc), message="unknown field")
     message = str(error.get("msg", "invalid value"))
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]

@@ -75,12 +75,78 @@ class Prediction(BaseModel):
     route: Literal["auto", "review"] = Field(description="`auto` when confidence ≥ the routing threshold.")
     model_version: str
     cached: bool
+    review_id: int | None = Field(
+        None,
+        description="The review queue item of an answer routed to `review`; absent if it was not queued.",
+    )
 
 
 class BatchResponse(BaseModel):
     predictions: list[Prediction]
     model_version: str
     cached: int = Field(description="How many answers came from the cache.")
+
+
+class ReviewItemOut(BaseModel):
+    """One review queue item; ``status`` already reads an expired lease as pending."""
+
+    id: int
+    status: Literal["pending", "claimed", "resolved"]
+    predicted_category: str
+    confidence: float
+    predicted_priority: str | None
+    top_labels: list[LabelProbability] = Field(description="The model's most likely categories first.")
+    model_version: str
+    enqueued_at: datetime
+    ticket_id: str | None
+    subject: str | None
+    description: str | None
+    created_at: datetime | None
+    channel: str | None
+    customer_tier: str | None
+    urgency: str | None
+    language: str | None
+    metadata: dict[str, Any] | None
+    claimed_by: str | None
+    claimed_at: datetime | None
+    lease_expires_at: datetime | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    resolved_category: str | None
+    resolved_priority: str | None
+    note: str | None
+
+
+class ReviewList(BaseModel):
+    items: list[ReviewItemOut] = Field(description="Newest first.")
+    limit: int
+    offset: int
+
+
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    category: str = Field(min_length=1, max_length=_SHORT, description="One of the model's category labels.")
+    priority: str | None = Field(
+        None, max_length=_SHORT, description="The right priority; omit to keep the model's."
+    )
+    note: str | None = Field(None, max_length=10_000, description="Free text kept with the answer.")
+
+
+class CategoryAgreement(BaseModel):
+    resolved: int
+    agreed: int
+    agreement: float
+
+
+class ReviewStats(BaseModel):
+    pending: int
+    claimed: int
+    resolved_today: int = Field(description="Resolved since midnight UTC.")
+    resolved_total: int
+    median_seconds_to_resolve: float | None
+    agreement: float | None = Field(description="Share of resolved items whose category the reviewer kept.")
+    agreement_by_category: dict[str, CategoryAgreement] = Field(description="By predicted category.")
 
 
 class FieldError(BaseModel):

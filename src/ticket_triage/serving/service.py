@@ -9,8 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
+from ticket_triage.review import NewReviewItem, ReviewStore
 from ticket_triage.serving.batcher import MicroBatcher
 from ticket_triage.serving.cache import PredictionCache, cache_key
 from ticket_triage.serving.inference import Scores, ServingModel, cache_fields
@@ -18,6 +21,9 @@ from ticket_triage.serving.registry import ModelRegistry
 from ticket_triage.serving.schemas import Prediction, Ticket
 
 log = logging.getLogger(__name__)
+
+#: How many of the model's most likely categories a review item keeps, whatever ``top_k`` the caller asked.
+REVIEW_TOP_LABELS = 5
 
 
 @dataclass
@@ -36,6 +42,7 @@ class Service:
     cache: PredictionCache
     batcher: MicroBatcher
     metrics: ServiceMetrics
+    reviews: ReviewStore
     _writes: set[asyncio.Task[None]] = field(default_factory=set)
 
     def threshold(self, model: ServingModel) -> float:
@@ -45,7 +52,12 @@ class Service:
         return model.threshold
 
     async def predict(self, tickets: Sequence[Ticket], top_k: int) -> PredictionRun:
-        """Answers in input order; cache hits skip the model, repeated tickets are computed once."""
+        """Answers in input order; cache hits skip the model, repeated tickets are computed once.
+
+        Every answer routed to review (cached or not) is queued for a reviewer and carries its
+        ``review_id``. When the review store cannot be written, the answers go out without ``review_id``
+        and those items are dropped: the caller still gets its prediction.
+        """
         model = self.registry.current  # read once: a reload mid-request cannot mix two models
         keys = [cache_key(model.version, cache_fields(t)) for t in tickets]
         found = await self.cache.get_many(keys)
@@ -71,14 +83,31 @@ class Service:
             self._write_behind({key: s.to_json() for key, s in by_key.items()})
 
         threshold = self.threshold(model)
-        answers = [
-            model.answer(t, s, top_k=top_k, threshold=threshold, cached=c)
-            for t, s, c in zip(tickets, scores, was_cached, strict=True)
-            if s is not None
-        ]
+        scored = [(t, s, c) for t, s, c in zip(tickets, scores, was_cached, strict=True) if s is not None]
+        answers = [model.answer(t, s, top_k=top_k, threshold=threshold, cached=c) for t, s, c in scored]
         for answer in answers:
             self.metrics.predictions.labels(category=answer.category, route=answer.route).inc()
+        await self._queue_for_review(model, [(t, s) for t, s, _ in scored], answers)
         return PredictionRun(model=model, predictions=answers, cached=sum(was_cached))
+
+    async def _queue_for_review(
+        self,
+        model: ServingModel,
+        scored: Sequence[tuple[Ticket, Scores]],
+        answers: list[Prediction],
+    ) -> None:
+        """One store write per request for all answers routed to review; sets their ``review_id``."""
+        routed = [i for i, answer in enumerate(answers) if answer.route == "review"]
+        if not routed:
+            return
+        items = [_review_item(model, *scored[i], answers[i]) for i in routed]
+        try:
+            ids = await asyncio.to_thread(self.reviews.add_items, items)
+        except Exception:
+            log.exception("review store write failed; %d review item(s) dropped", len(items))
+            return
+        for i, review_id in zip(routed, ids, strict=True):
+            answers[i] = answers[i].model_copy(update={"review_id": review_id})
 
     def _write_behind(self, items: dict[str, dict[str, Any]]) -> None:
         """Store new scores after answering: the caller never waits on the cache write."""
@@ -92,3 +121,26 @@ class Service:
                 await asyncio.wait(set(self._writes), timeout=2.0)
         await self.batcher.close()
         await self.cache.close()
+
+
+def _review_item(model: ServingModel, ticket: Ticket, scores: Scores, answer: Prediction) -> NewReviewItem:
+    """The queue's copy of one routed answer; the top labels come from the scores, not the caller's top_k."""
+    probs = np.asarray(scores.category, dtype=float)
+    order = np.argsort(-probs, kind="stable")[:REVIEW_TOP_LABELS]
+    top = tuple((model.category_labels[int(i)], round(float(probs[i]), 6)) for i in order)
+    return NewReviewItem(
+        predicted_category=answer.category,
+        confidence=answer.confidence,
+        model_version=answer.model_version,
+        top_labels=top,
+        predicted_priority=answer.priority,
+        ticket_id=None if ticket.ticket_id is None else str(ticket.ticket_id),
+        subject=ticket.subject,
+        description=ticket.description,
+        created_at=ticket.created_at,
+        channel=ticket.channel,
+        customer_tier=ticket.customer_tier,
+        urgency=ticket.urgency,
+        language=ticket.language,
+        metadata=ticket.metadata,
+    )

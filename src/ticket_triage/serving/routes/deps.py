@@ -17,4 +17,5 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 PredictCaller = Annotated[Principal, Depends(require_roles(Role.PREDICT))]
 AnyCaller = Annotated[Principal, Depends(require_roles(Role.PREDICT, Role.REVIEW))]
+ReviewCaller = Annotated[Principal, Depends(require_roles(Role.REVIEW))]
 AdminCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
