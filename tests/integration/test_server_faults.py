@@ -96,9 +96,15 @@ def test_redis_killed_under_traffic_then_restarted(
             time.sleep(0.5)
         assert state == "closed"
         recompute = asyncio.run(_traffic(base, warm, clients=4))
-        cached_again = asyncio.run(_traffic(base, warm, clients=4))
-        assert all(status == 200 for status, _ in recompute + cached_again)
-        hits = sum(cached is True for _, cached in cached_again)
+        assert all(status == 200 for status, _ in recompute)
+        # Cache writes happen after answering (write-behind), so give the last ones a moment to land.
+        for _ in range(10):
+            cached_again = asyncio.run(_traffic(base, warm, clients=4))
+            assert all(status == 200 for status, _ in cached_again)
+            hits = sum(cached is True for _, cached in cached_again)
+            if hits == len(cached_again):
+                break
+            time.sleep(0.5)
         print(f"redis back: breaker {state}, cached answers after recovery {hits}/{len(cached_again)}")
         assert hits == len(cached_again)
         assert _metric(base, "triage_cache_breaker_state") == 0.0
