@@ -80,6 +80,21 @@ class Settings(BaseSettings):
     #: How long a claimed review item stays with its reviewer before it returns to the queue.
     review_lease_seconds: int = Field(600, ge=5)
 
+    # --- audit log ---------------------------------------------------------------------------------
+    #: Record every prediction in the database (written in batches by a background writer).
+    audit_enabled: bool = True
+    #: Audit records older than this are deleted by the writer; 0 keeps them forever.
+    audit_retention_days: int = Field(30, ge=0)
+    audit_batch_size: int = Field(500, ge=1)
+    #: Longest time a recorded prediction waits in memory before its batch is written.
+    audit_flush_ms: int = Field(200, ge=1)
+    #: Records held in memory while the writer is behind; beyond that they go straight to the spool.
+    audit_queue_max: int = Field(50_000, ge=1)
+    #: Where review items and audit records wait, append-only and fsynced, while the database is down.
+    spool_dir: Path = PROJECT_ROOT / "var" / "spool"
+    #: How often the writer retries the database while records wait in the spool.
+    spool_retry_seconds: float = Field(1.0, gt=0)
+
     max_batch_size: int = Field(64, ge=1)
     #: Extra wait for more requests before a pass. 0 still batches under load: requests that arrive
     #: while a pass runs share the next one; a wait only adds latency when the service is idle.

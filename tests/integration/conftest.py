@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,6 +84,7 @@ def make_client(models_dir: Path, tmp_path: Path, onnx_dir: Path) -> Iterator[Ca
             "api_key_file": tmp_path / "no-key-file.json",
             "onnx_dir": onnx_dir,
             "database_file": tmp_path / "review.sqlite3",
+            "spool_dir": tmp_path / "spool",
         }
         settings = Settings(**{**defaults, **overrides})
         client = TestClient(create_app(settings), raise_server_exceptions=False)
@@ -112,6 +114,7 @@ class ServerProcess:
             "TRIAGE_API_KEYS": KEY_SPEC,
             "TRIAGE_ONNX_DIR": str(log_path.parent / "onnx"),
             "TRIAGE_DATABASE_FILE": str(log_path.parent / "review.sqlite3"),
+            "TRIAGE_SPOOL_DIR": str(log_path.parent / "spool"),
             "PYTHONUNBUFFERED": "1",
             **env,
         }
@@ -235,3 +238,60 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     if server.proc is not None:
         server.proc.kill()  # SIGKILL also ends a frozen (SIGSTOPped) server
         server.proc.wait(timeout=10)
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster (``initdb`` + ``pg_ctl``) on a free port that a test may stop and
+    restart. PostgreSQL refuses to run as root, so when the tests are root it runs as ``postgres``."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="triage-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run([*self._as_user, *args], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(args[:2])} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+    def init(self) -> None:
+        self._run(
+            str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def cleanup(self) -> None:
+        subprocess.run(
+            [*self._as_user, str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL server binaries not found in {PG_BIN}")
+    server = PrivatePostgres()
+    server.init()
+    server.start()
+    yield server
+    server.cleanup()

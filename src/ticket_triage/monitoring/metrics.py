@@ -70,6 +70,16 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.durable_records = Counter(
+            "triage_durable_records",
+            "Audit records and review items by outcome: written, spooled (database unreachable), replayed"
+            " from the spool, and failed write attempts.",
+            ["outcome"],
+            registry=r,
+        )
+        self.spool_pending = Gauge(
+            "triage_spool_pending", "1 while records wait in the local spool for the database.", registry=r
+        )
         self.model_reloads = Counter(
             "triage_model_reloads", "Hot reload attempts, by outcome.", ["outcome"], registry=r
         )

@@ -89,6 +89,8 @@ class ReviewRow(Base):
     __tablename__ = "review_items"
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    #: The answer's ``prediction_id``: unique, so a replayed spool never queues an item twice.
+    prediction_id: Mapped[str | None] = mapped_column(String(64))
     # --- the ticket ---
     ticket_id: Mapped[str | None] = mapped_column(String(200))
     subject: Mapped[str | None] = mapped_column(Text)
@@ -124,6 +126,7 @@ class ReviewRow(Base):
         Index("ix_review_items_queue", "resolved_at", "priority_rank", "enqueued_at", "id"),
         Index("ix_review_items_enqueued_at", "enqueued_at"),
         Index("ix_review_items_predicted_category", "predicted_category"),
+        Index("ux_review_items_prediction_id", "prediction_id", unique=True),
     )
 
 
@@ -163,6 +166,10 @@ class NewReviewItem:
     urgency: str | None = None
     language: str | None = None
     metadata: dict[str, Any] | None = field(default=None, hash=False)
+    #: Ties the item to the answer and its audit record; the key that makes replays idempotent.
+    prediction_id: str | None = None
+    #: When the prediction was made; a replayed item keeps its place in the queue. None: the store's now.
+    enqueued_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -115,26 +115,50 @@ class ReviewStore:
 
     # --- writes ------------------------------------------------------------------------------------
 
-    def add_items(self, items: Sequence[NewReviewItem]) -> list[int]:
-        """Queue all of them or none; ids in the order given."""
-        now = self._now()
-        rows = [self._new_row(item, now) for item in items]
-        if not rows:
+    def add_items(self, items: Sequence[NewReviewItem], *, skip_existing: bool = False) -> list[int]:
+        """Queue all of them or none; ids in the order given.
+
+        With ``skip_existing``, an item whose ``prediction_id`` is already queued is not added again and
+        its existing id is returned: replaying a spool twice, or after a write whose commit was in doubt,
+        queues every item exactly once.
+        """
+        if not items:
             return []
+        now = self._now()
         with self._write() as session, session.begin():
-            session.add_all(rows)
+            known: dict[str, int] = {}
+            if skip_existing:
+                keys = [item.prediction_id for item in items if item.prediction_id is not None]
+                if keys:
+                    found = session.execute(
+                        select(ReviewRow.prediction_id, ReviewRow.id).where(ReviewRow.prediction_id.in_(keys))
+                    )
+                    known = {str(key): int(item_id) for key, item_id in found}
+            rows: dict[int, ReviewRow] = {}
+            first_of: dict[str, int] = {}
+            for i, item in enumerate(items):
+                key = item.prediction_id
+                if key is not None and (key in known or (skip_existing and key in first_of)):
+                    continue
+                rows[i] = self._new_row(item, now)
+                if key is not None:
+                    first_of[key] = i
+            session.add_all(rows.values())
             session.flush()
             session.add_all(
                 ReviewEventRow(item_id=row.id, at=now, actor=None, action="added", detail=None)
-                for row in rows
+                for row in rows.values()
             )
-        return [row.id for row in rows]
+        for key, i in first_of.items():
+            known.setdefault(key, rows[i].id)
+        return [rows[i].id if i in rows else known[str(item.prediction_id)] for i, item in enumerate(items)]
 
     @staticmethod
     def _new_row(item: NewReviewItem, now: datetime) -> ReviewRow:
         _name(item.predicted_category, "predicted_category")
         _name(item.model_version, "model_version")
         return ReviewRow(
+            prediction_id=item.prediction_id,
             ticket_id=None if item.ticket_id is None else str(item.ticket_id),
             subject=item.subject,
             description=item.description,
@@ -150,7 +174,7 @@ class ReviewStore:
             predicted_priority=item.predicted_priority,
             priority_rank=priority_rank(item.predicted_priority),
             model_version=item.model_version,
-            enqueued_at=now,
+            enqueued_at=now if item.enqueued_at is None else as_utc(item.enqueued_at),
         )
 
     def claim(self, reviewer: str) -> ReviewItem | None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticket_triage import __version__
+from ticket_triage.audit import DurableWriter, Spool
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.review import ReviewStore, make_engine, migrate
@@ -85,18 +87,36 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await batcher.run_exclusive(model, [SMOKE_TICKET])
     freeze_loaded_objects()
     engine = make_engine(settings)
+    prepare: Callable[[], None] | None = None
     try:
         await asyncio.to_thread(migrate, engine)
-    except Exception:
-        # Predictions matter more than the queue: serve, and let each failed queue write be logged.
-        log.exception("review store migration failed; routed predictions will not be queued")
+    except Exception as exc:
+        # Predictions matter more than the queue: serve now, spool review items and audit records, and
+        # let the writer migrate and replay once the database answers.
+        log.error("database unavailable at start-up (%s); spooling until it answers", exc)
+        prepare = partial(migrate, engine)
+    reviews = ReviewStore(engine, lease_seconds=settings.review_lease_seconds)
+    writer = DurableWriter(
+        engine,
+        reviews,
+        Spool(settings.spool_dir),
+        batch_size=settings.audit_batch_size,
+        flush_seconds=settings.audit_flush_ms / 1000.0,
+        queue_max=settings.audit_queue_max,
+        retry_seconds=settings.spool_retry_seconds,
+        retention_days=settings.audit_retention_days,
+        metrics=metrics,
+        prepare=prepare,
+    )
+    writer.start()
     service = Service(
         settings=settings,
         registry=ModelRegistry(model, models_dir_of(settings.models_dir), onnx_dir),
         cache=cache,
         batcher=batcher,
         metrics=metrics,
-        reviews=ReviewStore(engine, lease_seconds=settings.review_lease_seconds),
+        reviews=reviews,
+        writer=writer,
     )
     app.state.service = service
     log.info("serving model %s with a %s cache", model.version, cache.backend)

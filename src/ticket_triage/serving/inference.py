@@ -220,7 +220,14 @@ class ServingModel:
         return Scores.from_json(value, len(self.category_labels), n_priority)
 
     def answer(
-        self, ticket: Ticket, scores: Scores, *, top_k: int, threshold: float, cached: bool
+        self,
+        ticket: Ticket,
+        scores: Scores,
+        *,
+        top_k: int,
+        threshold: float,
+        cached: bool,
+        prediction_id: str,
     ) -> Prediction:
         """The API answer for one ticket; ``top_k=0`` lists every label."""
         probs = np.asarray(scores.category)
@@ -234,6 +241,7 @@ class ServingModel:
             pbest = int(pprobs.argmax())
             priority, priority_confidence = self.priority_labels[pbest], round(float(pprobs[pbest]), 6)
         return Prediction(
+            prediction_id=prediction_id,
             ticket_id=ticket.ticket_id,
             category=self.category_labels[best],
             confidence=round(confidence, 6),

@@ -66,6 +66,9 @@ class LabelProbability(BaseModel):
 
 
 class Prediction(BaseModel):
+    prediction_id: str = Field(
+        description="Unique id of this answer; its audit record and any review item carry the same id."
+    )
     ticket_id: str | int | None = None
     category: str
     confidence: float = Field(description="Calibrated probability of `category`.")
@@ -77,7 +80,9 @@ class Prediction(BaseModel):
     cached: bool
     review_id: int | None = Field(
         None,
-        description="The review queue item of an answer routed to `review`; absent if it was not queued.",
+        description="The review queue item of an answer routed to `review`. Null while the review store is"
+        " unreachable: the item then waits in the local spool and is queued, under this answer's"
+        " `prediction_id`, when the store is back.",
     )
 
 

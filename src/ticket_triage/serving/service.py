@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from ticket_triage.audit import AuditRecord, DurableWriter
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.review import NewReviewItem, ReviewStore
@@ -24,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: How many of the model's most likely categories a review item keeps, whatever ``top_k`` the caller asked.
 REVIEW_TOP_LABELS = 5
+#: Longest a request waits for its review items to be queued. Past it the answer goes out without
+#: ``review_id``; the write still finishes or fails into the spool, so the items are kept either way.
+REVIEW_WRITE_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass
@@ -43,6 +50,7 @@ class Service:
     batcher: MicroBatcher
     metrics: ServiceMetrics
     reviews: ReviewStore
+    writer: DurableWriter
     _writes: set[asyncio.Task[None]] = field(default_factory=set)
 
     def threshold(self, model: ServingModel) -> float:
@@ -51,13 +59,15 @@ class Service:
             return self.settings.routing_threshold
         return model.threshold
 
-    async def predict(self, tickets: Sequence[Ticket], top_k: int) -> PredictionRun:
+    async def predict(self, tickets: Sequence[Ticket], top_k: int, *, endpoint: str) -> PredictionRun:
         """Answers in input order; cache hits skip the model, repeated tickets are computed once.
 
         Every answer routed to review (cached or not) is queued for a reviewer and carries its
-        ``review_id``. When the review store cannot be written, the answers go out without ``review_id``
-        and those items are dropped: the caller still gets its prediction.
+        ``review_id``; when the review store cannot be written, the items go to the spool and the answers
+        go out without one. Every answer is handed to the audit writer, which stores it later.
         """
+        started = time.perf_counter()
+        predicted_at = datetime.now(UTC)
         model = self.registry.current  # read once: a reload mid-request cannot mix two models
         keys = [cache_key(model.version, cache_fields(t)) for t in tickets]
         found = await self.cache.get_many(keys)
@@ -84,10 +94,16 @@ class Service:
 
         threshold = self.threshold(model)
         scored = [(t, s, c) for t, s, c in zip(tickets, scores, was_cached, strict=True) if s is not None]
-        answers = [model.answer(t, s, top_k=top_k, threshold=threshold, cached=c) for t, s, c in scored]
+        answers = [
+            model.answer(t, s, top_k=top_k, threshold=threshold, cached=c, prediction_id=uuid.uuid4().hex)
+            for t, s, c in scored
+        ]
         for answer in answers:
             self.metrics.predictions.labels(category=answer.category, route=answer.route).inc()
-        await self._queue_for_review(model, [(t, s) for t, s, _ in scored], answers)
+        await self._queue_for_review(model, [(t, s) for t, s, _ in scored], answers, predicted_at)
+        if self.settings.audit_enabled:
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            self.writer.record([_audit_record(a, predicted_at, latency_ms, endpoint) for a in answers])
         return PredictionRun(model=model, predictions=answers, cached=sum(was_cached))
 
     async def _queue_for_review(
@@ -95,19 +111,23 @@ class Service:
         model: ServingModel,
         scored: Sequence[tuple[Ticket, Scores]],
         answers: list[Prediction],
+        predicted_at: datetime,
     ) -> None:
         """One store write per request for all answers routed to review; sets their ``review_id``."""
         routed = [i for i, answer in enumerate(answers) if answer.route == "review"]
         if not routed:
             return
-        items = [_review_item(model, *scored[i], answers[i]) for i in routed]
+        items = [_review_item(model, *scored[i], answers[i], predicted_at) for i in routed]
+        write = asyncio.ensure_future(asyncio.to_thread(self.writer.add_review_items, items))
         try:
-            ids = await asyncio.to_thread(self.reviews.add_items, items)
-        except Exception:
-            log.exception("review store write failed; %d review item(s) dropped", len(items))
+            # shield: a timed-out write keeps running and ends stored or spooled, never half done.
+            ids = await asyncio.wait_for(asyncio.shield(write), REVIEW_WRITE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("review store slow; %d answer(s) sent without review_id", len(items))
             return
         for i, review_id in zip(routed, ids, strict=True):
-            answers[i] = answers[i].model_copy(update={"review_id": review_id})
+            if review_id is not None:
+                answers[i] = answers[i].model_copy(update={"review_id": review_id})
 
     def _write_behind(self, items: dict[str, dict[str, Any]]) -> None:
         """Store new scores after answering: the caller never waits on the cache write."""
@@ -121,9 +141,30 @@ class Service:
                 await asyncio.wait(set(self._writes), timeout=2.0)
         await self.batcher.close()
         await self.cache.close()
+        await asyncio.to_thread(self.writer.close)
 
 
-def _review_item(model: ServingModel, ticket: Ticket, scores: Scores, answer: Prediction) -> NewReviewItem:
+def _audit_record(
+    answer: Prediction, predicted_at: datetime, latency_ms: float, endpoint: str
+) -> AuditRecord:
+    return AuditRecord(
+        prediction_id=answer.prediction_id,
+        predicted_at=predicted_at,
+        model_version=answer.model_version,
+        category=answer.category,
+        confidence=answer.confidence,
+        route=answer.route,
+        cached=answer.cached,
+        latency_ms=round(latency_ms, 3),
+        endpoint=endpoint,
+        ticket_id=None if answer.ticket_id is None else str(answer.ticket_id),
+        priority=answer.priority,
+    )
+
+
+def _review_item(
+    model: ServingModel, ticket: Ticket, scores: Scores, answer: Prediction, predicted_at: datetime
+) -> NewReviewItem:
     """The queue's copy of one routed answer; the top labels come from the scores, not the caller's top_k."""
     probs = np.asarray(scores.category, dtype=float)
     order = np.argsort(-probs, kind="stable")[:REVIEW_TOP_LABELS]
@@ -143,4 +184,6 @@ def _review_item(model: ServingModel, ticket: Ticket, scores: Scores, answer: Pr
         urgency=ticket.urgency,
         language=ticket.language,
         metadata=ticket.metadata,
+        prediction_id=answer.prediction_id,
+        enqueued_at=predicted_at,
     )

@@ -52,7 +52,7 @@ def _check_lengths(tickets: list[Ticket], limit: int, prefix: str) -> None:
 async def predict(ticket: Ticket, service: ServiceDep, _: PredictCaller, top_k: TopK = 5) -> Prediction:
     """Category, priority, calibrated confidence and route of one ticket."""
     _check_lengths([ticket], service.settings.max_text_chars, "")
-    run = await service.predict([ticket], top_k)
+    run = await service.predict([ticket], top_k, endpoint="predict")
     return run.predictions[0]
 
 
@@ -76,5 +76,5 @@ async def predict_batch(
             422, "tickets is empty", fields=[FieldError(field="tickets", message="send at least one")]
         )
     _check_lengths(batch.tickets, service.settings.max_text_chars, "tickets")
-    run = await service.predict(batch.tickets, top_k)
+    run = await service.predict(batch.tickets, top_k, endpoint="batch")
     return BatchResponse(predictions=run.predictions, model_version=run.model.version, cached=run.cached)

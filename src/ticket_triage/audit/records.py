@@ -1,0 +1,99 @@
+"""The audit table: one row per answered prediction, keyed by its ``prediction_id``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Boolean, Engine, Float, Index, String, delete, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from ticket_triage.review.db import SQLITE_IMMEDIATE
+from ticket_triage.review.models import Base, IdType, UTCDateTime, as_utc
+
+
+class AuditRow(Base):
+    __tablename__ = "prediction_audit"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    predicted_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    model_version: Mapped[str] = mapped_column(String(200), nullable=False)
+    ticket_id: Mapped[str | None] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(200), nullable=False)
+    confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    priority: Mapped[str | None] = mapped_column(String(200))
+    route: Mapped[str] = mapped_column(String(16), nullable=False)
+    cached: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    endpoint: Mapped[str] = mapped_column(String(32), nullable=False)
+
+    __table_args__ = (
+        Index("ux_prediction_audit_prediction_id", "prediction_id", unique=True),
+        Index("ix_prediction_audit_predicted_at", "predicted_at"),
+    )
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """What the service knows about one answer when it sends it."""
+
+    prediction_id: str
+    predicted_at: datetime
+    model_version: str
+    category: str
+    confidence: float
+    route: str
+    cached: bool
+    latency_ms: float
+    endpoint: str
+    ticket_id: str | None = None
+    priority: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["predicted_at"] = as_utc(self.predicted_at).isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AuditRecord:
+        return cls(**{**data, "predicted_at": datetime.fromisoformat(data["predicted_at"])})
+
+
+def insert_audit(engine: Engine, records: Sequence[AuditRecord]) -> int:
+    """Insert the records not already present (by ``prediction_id``), in order, in one transaction.
+
+    Skipping known ids is what makes a replay after a half-known outcome (the commit may or may not have
+    happened when the connection dropped) write each record exactly once. Returns how many were new.
+    """
+    if not records:
+        return 0
+    with Session(engine.execution_options(**{SQLITE_IMMEDIATE: True})) as session, session.begin():
+        keys = list({r.prediction_id for r in records})
+        known = set(session.scalars(select(AuditRow.prediction_id).where(AuditRow.prediction_id.in_(keys))))
+        fresh: list[AuditRow] = []
+        for record in records:
+            if record.prediction_id in known:
+                continue
+            known.add(record.prediction_id)
+            fresh.append(AuditRow(**{**asdict(record), "predicted_at": as_utc(record.predicted_at)}))
+        session.add_all(fresh)
+    return len(fresh)
+
+
+def delete_older_than(engine: Engine, cutoff: datetime) -> int:
+    """Retention: drop audit rows predicted before ``cutoff``; returns how many went."""
+    with Session(engine.execution_options(**{SQLITE_IMMEDIATE: True})) as session, session.begin():
+        result = session.execute(delete(AuditRow).where(AuditRow.predicted_at < as_utc(cutoff)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def retention_cutoff(now: datetime, days: int) -> datetime | None:
+    return None if days <= 0 else as_utc(now) - timedelta(days=days)
+
+
+def count_audit(engine: Engine) -> int:
+    with Session(engine) as session:
+        return int(session.scalar(select(func.count()).select_from(AuditRow)) or 0)
