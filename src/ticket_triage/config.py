@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     #: How often the writer retries the database while records wait in the spool.
     spool_retry_seconds: float = Field(1.0, gt=0)
 
+    #: How often each worker checks the models folder's LIVE file and hot-reloads when it changed
+    #: (`triage promote`); 0 turns the watch off.
+    model_watch_seconds: float = Field(5.0, ge=0)
+
     max_batch_size: int = Field(64, ge=1)
     #: Extra wait for more requests before a pass. 0 still batches under load: requests that arrive
     #: while a pass runs share the next one; a wait only adds latency when the service is idle.

@@ -85,6 +85,7 @@ def make_client(models_dir: Path, tmp_path: Path, onnx_dir: Path) -> Iterator[Ca
             "onnx_dir": onnx_dir,
             "database_file": tmp_path / "review.sqlite3",
             "spool_dir": tmp_path / "spool",
+            "model_watch_seconds": 0,  # tests that follow LIVE turn the watch on themselves
         }
         settings = Settings(**{**defaults, **overrides})
         client = TestClient(create_app(settings), raise_server_exceptions=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from tests.integration.conftest import ADMIN, PREDICT, clone_bundle
+
+from ticket_triage.models.bundle import mark_live
 
 TICKET = {"subject": "Invoice is wrong", "description": "We were charged twice for the March invoice."}
 
@@ -142,3 +145,41 @@ def test_requests_during_a_reload_all_succeed(client: TestClient, models_dir: Pa
     assert statuses and all(s == 200 for s in statuses)
     assert versions <= {trained.path.name, "2099-04-04T00-00-00_swap"}
     assert "2099-04-04T00-00-00_swap" in versions  # traffic went on after the swap
+
+
+def _wait_for_version(client: TestClient, version: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    seen = _version(client)
+    while seen != version and time.monotonic() < deadline:
+        time.sleep(0.1)
+        seen = _version(client)
+    return seen
+
+
+def test_a_changed_live_file_is_followed_and_a_bad_one_is_not(
+    make_client: Callable[..., TestClient], models_dir: Path, trained: Any
+) -> None:
+    """What `triage promote` relies on: every worker follows LIVE by itself."""
+    client = make_client(model_watch_seconds=0.2)
+    assert _version(client) == trained.path.name
+    promoted = clone_bundle(models_dir, trained.path, "2099-03-03T00-00-00_promoted")
+    mark_live(promoted)
+    assert _wait_for_version(client, promoted.name) == promoted.name
+    assert client.post("/predict", json=TICKET, headers=PREDICT).json()["model_version"] == promoted.name
+
+    broken = clone_bundle(models_dir, trained.path, "2099-04-04T00-00-00_broken", edit=_foreign_library)
+    mark_live(broken)
+    deadline = time.monotonic() + 30
+    while _refused(client) < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _refused(client) == 1  # tried once, refused, not retried every poll
+    time.sleep(0.6)
+    assert _refused(client) == 1
+    assert _version(client) == promoted.name  # the promoted model keeps serving
+
+
+def _refused(client: TestClient) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith('triage_model_reloads_total{outcome="refused"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -26,6 +26,7 @@ from ticket_triage.serving.cache import build_cache
 from ticket_triage.serving.errors import install_error_handlers
 from ticket_triage.serving.gc_tuning import freeze_loaded_objects, shorten_switch_interval
 from ticket_triage.serving.inference import SMOKE_TICKET
+from ticket_triage.serving.live_watch import read_live, watch_live
 from ticket_triage.serving.registry import ModelRegistry, load_serving_model, models_dir_of
 from ticket_triage.serving.routes import admin, health, predict, reviews
 from ticket_triage.serving.service import Service
@@ -120,9 +121,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.service = service
     log.info("serving model %s with a %s cache", model.version, cache.backend)
+    watcher: asyncio.Task[None] | None = None
+    if settings.model_watch_seconds > 0:
+        models_dir = models_dir_of(settings.models_dir)
+        live_now = await asyncio.to_thread(read_live, models_dir)
+        watcher = asyncio.create_task(
+            watch_live(models_dir, settings.model_watch_seconds, service.follow_live, live_now)
+        )
     try:
         yield
     finally:
+        if watcher is not None:
+            watcher.cancel()
         try:
             await service.close()
         finally:
@@ -152,6 +162,8 @@ def create_app(settings: Settings | None = None, *, keys: KeyStore | None = None
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(reviews.router)
+    app.include_router(
+        __import__("ticket_triage.serving.routes.ui", fromlist=["router"]).router
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=True)
     async def prometheus_metrics() -> Response:

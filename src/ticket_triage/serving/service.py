@@ -20,8 +20,9 @@ from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.review import NewReviewItem, ReviewStore
 from ticket_triage.serving.batcher import MicroBatcher
 from ticket_triage.serving.cache import PredictionCache, cache_key
+from ticket_triage.serving.gc_tuning import freeze_loaded_objects
 from ticket_triage.serving.inference import Scores, ServingModel, cache_fields
-from ticket_triage.serving.registry import ModelRegistry
+from ticket_triage.serving.registry import ModelRegistry, ReloadError
 from ticket_triage.serving.schemas import Prediction, Ticket
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,31 @@ class Service:
         for i, review_id in zip(routed, ids, strict=True):
             if review_id is not None:
                 answers[i] = answers[i].model_copy(update={"review_id": review_id})
+
+    async def reload(self, name: str | None) -> tuple[ServingModel, ServingModel]:
+        """Hot reload with its metrics; raises ReloadError (the old model keeps serving)."""
+        try:
+            previous, current = await self.registry.reload(name, self.batcher.run_exclusive)
+        except ReloadError:
+            self.metrics.model_reloads.labels(outcome="refused").inc()
+            raise
+        self.metrics.model_reloads.labels(outcome="swapped").inc()
+        freeze_loaded_objects()  # the new model's objects join the frozen ones (the old ones stay too)
+        return previous, current
+
+    async def follow_live(self, name: str) -> bool:
+        """The LIVE watcher's reload: a refusal is logged, never raised into the watcher."""
+        try:
+            await self.reload(name)
+        except ReloadError as exc:
+            log.error(
+                "LIVE names %s but it cannot serve; still serving %s: %s",
+                name,
+                self.registry.current.version,
+                exc,
+            )
+            return False
+        return True
 
     def _write_behind(self, items: dict[str, dict[str, Any]]) -> None:
         """Store new scores after answering: the caller never waits on the cache write."""

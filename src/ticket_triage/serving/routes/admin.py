@@ -6,7 +6,6 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from ticket_triage.serving.errors import ApiError
-from ticket_triage.serving.gc_tuning import freeze_loaded_objects
 from ticket_triage.serving.registry import BundleNotFoundError, ReloadError
 from ticket_triage.serving.routes.deps import AdminCaller, ServiceDep
 from ticket_triage.serving.schemas import ErrorResponse
@@ -43,15 +42,11 @@ async def reload_model(
     """Load beside the live model, smoke-test, then swap; in-flight requests finish on the old one."""
     name = request.bundle if request else None
     try:
-        previous, current = await service.registry.reload(name, service.batcher.run_exclusive)
+        previous, current = await service.reload(name)
     except BundleNotFoundError as exc:
-        service.metrics.model_reloads.labels(outcome="refused").inc()
         raise ApiError(404, str(exc), code="bundle_not_found") from exc
     except ReloadError as exc:
-        service.metrics.model_reloads.labels(outcome="refused").inc()
         raise ApiError(409, str(exc), code="bundle_refused") from exc
-    service.metrics.model_reloads.labels(outcome="swapped").inc()
-    freeze_loaded_objects()  # the new model's objects join the frozen ones (the old ones stay frozen too)
     return ReloadResponse(
         previous_version=previous.version,
         model_version=current.version,
