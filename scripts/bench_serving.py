@@ -145,6 +145,8 @@ class Server:
     port: int
     redis_url: str | None
     log_path: Path
+    #: Settings of this server beyond the defaults (its own database and spool, the audit switch).
+    env: dict[str, str] = field(default_factory=dict)
     key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     proc: subprocess.Popen[bytes] | None = None
 
@@ -158,6 +160,7 @@ class Server:
         env.pop("TRIAGE_REDIS_URL", None)  # in-process cache unless --redis-url says otherwise
         if self.redis_url:
             env["TRIAGE_REDIS_URL"] = self.redis_url
+        env.update(self.env)
         cmd = [sys.executable, "-m", "ticket_triage.cli", "serve", "--model", str(self.model)]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
         with self.log_path.open("wb") as log:
@@ -250,26 +253,33 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float | None]:
     }
 
 
+def _timed_post(client: httpx.Client, ticket: dict[str, Any]) -> tuple[float | None, str | None, bool | None]:
+    """(seconds from request sent to body received, error kind, cached flag) of one /predict call."""
+    start = time.perf_counter()
+    try:
+        response = client.post("/predict", json=ticket)
+    except httpx.HTTPError as exc:
+        return None, type(exc).__name__, None
+    elapsed = time.perf_counter() - start
+    if response.status_code != 200:
+        return None, str(response.status_code), None
+    return elapsed, None, bool(response.json()["cached"])
+
+
 def sequential_predict(
     client: httpx.Client, tickets: list[dict[str, Any]], expect_cached: bool
 ) -> dict[str, Any]:
-    """One request at a time; latency is request sent to body received. Counts errors and cache surprises."""
+    """One request at a time. Counts errors and cache surprises."""
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     unexpected = 0
     for ticket in tickets:
-        start = time.perf_counter()
-        try:
-            response = client.post("/predict", json=ticket)
-        except httpx.HTTPError as exc:
-            errors[type(exc).__name__] += 1
-            continue
-        elapsed = time.perf_counter() - start
-        if response.status_code != 200:
-            errors[str(response.status_code)] += 1
+        elapsed, error, cached = _timed_post(client, ticket)
+        if elapsed is None:
+            errors[str(error)] += 1
             continue
         latencies.append(elapsed)
-        if response.json()["cached"] is not expect_cached:
+        if cached is not expect_cached:
             unexpected += 1
     return {
         "requests": len(tickets),
@@ -278,6 +288,27 @@ def sequential_predict(
         "unexpected_cache_flag": unexpected,
         **percentiles_ms(latencies),
     }
+
+
+def audit_on_off(on: httpx.Client, off: httpx.Client, tickets: list[dict[str, Any]]) -> dict[str, Any]:
+    """Uncached /predict on two servers that differ only in the audit log, interleaved request by request
+    (alternating which goes first) so that whatever else the machine does falls on both alike."""
+    timings: dict[str, list[float]] = {"on": [], "off": []}
+    errors: Counter[str] = Counter()
+    clients = {"on": on, "off": off}
+    for i in range(0, len(tickets) - 1, 2):
+        order = ("on", "off") if (i // 2) % 2 == 0 else ("off", "on")
+        for name, ticket in zip(order, tickets[i : i + 2], strict=True):
+            elapsed, error, _ = _timed_post(clients[name], ticket)
+            if elapsed is None:
+                errors[f"{name}:{error}"] += 1
+            else:
+                timings[name].append(elapsed)
+    result: dict[str, Any] = {name: percentiles_ms(values) for name, values in timings.items()}
+    result["requests_each"] = len(tickets) // 2
+    result["errors"] = dict(errors)
+    result["p99_ratio"] = ratio(result["on"]["p99_ms"], result["off"]["p99_ms"])
+    return result
 
 
 def batch_throughput(client: httpx.Client, batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
@@ -574,6 +605,7 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         ),
         # A short run with no errors proves nothing about the 60 s target: not judged, rather than "met".
         (load_label, str(load["errors"]), "0", False if load["errors"] else (True if full_length else None)),
+        *_audit_verdict(r),
         (
             "/livez max latency under that load",
             f"{_fmt(livez['max_ms'])} ms" + (f", {livez['errors']} failed" if livez["errors"] else ""),
@@ -581,6 +613,15 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             None if livez["max_ms"] is None else livez["max_ms"] < 50.0 and not livez["errors"],
         ),
     ]
+
+
+def _audit_verdict(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    a = r.get("audit")
+    if not a:
+        return []
+    on, off, q = a["on"], a["off"], a["p99_ratio"]
+    result = f"{_fmt(on['p99_ms'])} vs {_fmt(off['p99_ms'])} ms (ratio {_fmt(q, 3)})"
+    return [("/predict p99, audit log on vs off", result, "ratio ≤ 1.10", None if q is None else q <= 1.10)]
 
 
 def info_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
@@ -592,6 +633,16 @@ def info_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("load latency p50 / p99", f"{_fmt(load['p50_ms'])} / {_fmt(load['p99_ms'])} ms"),
         ("/livez p99 under load", f"{_fmt(load['livez']['p99_ms'])} ms ({load['livez']['polls']} polls)"),
     ]
+    if r.get("audit"):
+        a = r["audit"]
+        rows.append(
+            (
+                "/predict p50, audit log on vs off",
+                f"{_fmt(a['on']['p50_ms'])} vs {_fmt(a['off']['p50_ms'])} ms ({a['requests_each']} each"
+                + (f", errors {a['errors']}" if a["errors"] else "")
+                + ")",
+            )
+        )
     for name, label in (("encoder", "raw MiniLM encoder (embeddings family)"), ("bert", "raw BERT member")):
         if name in raw:
             each = ", ".join(
@@ -606,7 +657,7 @@ def info_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
 
 def foreign_by_part(r: dict[str, Any]) -> dict[str, str]:
     """Per part, cores' worth of CPU other processes used (n/a for parts too short to tell)."""
-    parts = ("uncached", "cached", "batch", "load", "raw")
+    parts = [p for p in ("uncached", "cached", "batch", "audit", "load", "raw") if p in r]
     return {p: "n/a (<1 s)" if r[p]["foreign_cores"] is None else str(r[p]["foreign_cores"]) for p in parts}
 
 
@@ -682,7 +733,9 @@ def markdown(r: dict[str, Any], command: str) -> str:
         "during the load. Raw figures: the same batches in one process after the server stopped, at each "
         "torch thread count, timed on a second pass (the first, untimed, loads weights and sets up kernels "
         "for each shape); the ratio uses the best count (MiniLM = the pipeline's embeddings family, "
-        "BERT = the category ensemble's fine-tuned member).",
+        "BERT = the category ensemble's fine-tuned member). Audit on vs off: a second server with "
+        "`TRIAGE_AUDIT_ENABLED=false` started beside the main one; uncached requests alternate between "
+        "the two, each a text not sent before, so machine noise falls on both alike.",
         "",
     ]
     return "\n".join(lines)
@@ -706,6 +759,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=32, help="concurrent clients")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--batches", type=int, default=4)
+    p.add_argument(
+        "--audit-requests",
+        type=int,
+        default=500,
+        help="uncached /predict requests to each of two servers, audit log on and off (0 skips the part)",
+    )
     p.add_argument("--redis-url", default=None, help="use this Redis as the cache (default: in-process)")
     p.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     p.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for /readyz")
@@ -733,6 +792,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def compare_audit(
+    args: argparse.Namespace,
+    server: Server,
+    off_env: dict[str, str],
+    warm: list[dict[str, Any]],
+    tickets: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Starts a second server with the audit log off beside the main one, then interleaves requests."""
+    off_log = server.log_path.with_suffix(".no-audit.log")
+    off = Server(args.model, free_port(), args.redis_url, off_log, off_env)
+    print(f"audit log on vs off: second server on port {off.port} ...", flush=True)
+    off.start()
+    try:
+        off.wait_ready(args.ready_timeout)
+        assert off.proc is not None and server.proc is not None
+        with (
+            httpx.Client(base_url=server.base_url, headers=_auth(server), timeout=120.0) as on_client,
+            httpx.Client(base_url=off.base_url, headers=_auth(off), timeout=120.0) as off_client,
+        ):
+            sequential_predict(off_client, warm, expect_cached=False)
+            meter = CpuMeter([os.getpid(), server.proc.pid, off.proc.pid])
+            result = audit_on_off(on_client, off_client, tickets)
+            result["foreign_cores"] = meter.foreign_cores()
+    finally:
+        off.stop()
+        off_log.unlink(missing_ok=True)
+    return result
+
+
+def _auth(server: Server) -> dict[str, str]:
+    return {"Authorization": f"Bearer {server.key}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ensure_default_model(args.model)
@@ -740,7 +832,13 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_facts()
     texts = load_texts(args.data, args.seed)
     warm_batch_size = min(64, args.batch_size)
-    needed = args.warmup + warm_batch_size + args.requests + args.batches * args.batch_size
+    needed = (
+        args.warmup
+        + warm_batch_size
+        + args.requests
+        + args.batches * args.batch_size
+        + 2 * args.audit_requests
+    )
     if len(texts) <= needed:
         raise SystemExit(f"{args.data} has {len(texts)} distinct texts; this run needs more than {needed}")
     factory = TicketFactory(random.Random(secrets.randbits(64)))
@@ -752,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_single, warm_batch = take(args.warmup), take(warm_batch_size)
     uncached_tickets = take(args.requests)
     batches = [take(args.batch_size) for _ in range(args.batches)]
+    audit_tickets = take(2 * args.audit_requests)
     pool = list(cursor)
     load_mix = (
         f"every request a new ticket: {len(pool)} BANKING77 texts not used by the other parts, "
@@ -760,8 +859,17 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     log_path = Path(tempfile.mkstemp(prefix="bench-serve-", suffix=".log", dir="/tmp")[1])
-    server = Server(args.model, args.port or free_port(), args.redis_url, log_path)
-    headers = {"Authorization": f"Bearer {server.key}"}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serve-"))  # the servers' review stores and spools
+
+    def own_store(name: str, audit: bool) -> dict[str, str]:
+        return {
+            "TRIAGE_DATABASE_FILE": str(workdir / f"{name}.sqlite3"),
+            "TRIAGE_SPOOL_DIR": str(workdir / f"{name}-spool"),
+            "TRIAGE_AUDIT_ENABLED": "true" if audit else "false",
+        }
+
+    server = Server(args.model, args.port or free_port(), args.redis_url, log_path, own_store("main", True))
+    headers = _auth(server)
     results: dict[str, Any] = {"machine": machine, "settings": server_settings(), "command": command}
     print(f"starting triage serve on port {server.port} (log {log_path}) ...", flush=True)
     server.start()
@@ -791,6 +899,10 @@ def main(argv: list[str] | None = None) -> int:
             meter = CpuMeter(own_pids)
             results["batch"] = batch_throughput(client, batches)
             results["batch"]["foreign_cores"] = meter.foreign_cores()
+            if args.audit_requests:
+                results["audit"] = compare_audit(
+                    args, server, own_store("no-audit", False), warm_single, audit_tickets
+                )
         print(f"{args.clients} clients for {args.duration:.0f} s ...", flush=True)
         results["load"] = concurrent_load(
             server.base_url, headers, fresh_stream(factory, pool), args.clients, args.duration, own_pids
