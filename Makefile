@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run demo test test-fast lint format bench bench-serving train clean
+.PHONY: install run demo test test-fast lint format bench bench-serving train up down clean
 
 install: $(STAMP)
 
@@ -52,6 +52,14 @@ bench: install
 
 bench-serving: install
 	$(PY) scripts/bench_serving.py --doc docs/benchmarks.md
+
+# The full stack in Docker (api, redis, postgres, prometheus, grafana); the api mounts ./models, so train first.
+up: demo
+	docker compose up -d --build
+	@echo "API http://127.0.0.1:8000  Prometheus http://127.0.0.1:9090  Grafana http://127.0.0.1:3000"
+
+down:
+	docker compose down
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build src/*.egg-info

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     #: How long a claimed review item stays with its reviewer before it returns to the queue.
     review_lease_seconds: int = Field(600, ge=5)
 
+    #: The model's agreement with reviewers is measured over this many latest resolutions.
+    agreement_window: int = Field(200, ge=1)
+    #: How often each worker refreshes the review and drift gauges.
+    monitor_interval_seconds: float = Field(15.0, gt=0)
+
     # --- audit log ---------------------------------------------------------------------------------
     #: Record every prediction in the database (written in batches by a background writer).
     audit_enabled: bool = True

@@ -1,8 +1,25 @@
-"""Prometheus metrics of the service, registered on a registry the app owns so tests can run several apps."""
+"""Prometheus metrics of the service, registered on a registry the app owns so tests can run several apps.
+
+With several worker processes, ``triage serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start:
+prometheus_client then keeps every value in a memory-mapped file per process, and ``/metrics`` (answered
+by whichever worker) adds the counters up across all of them. Gauges say how to combine workers: ``max``
+for states (any worker's open breaker counts), ``mostrecent`` for values every worker computes alike
+(queue depth, agreement, drift).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
 #: Breaker state as a number, so a dashboard can plot it and an alert can compare it.
 BREAKER_STATE_VALUES = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
@@ -10,6 +27,9 @@ BREAKER_STATE_VALUES = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
 # Request latencies are a few ms (cached) to a few hundred ms (large batches).
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Finer near the top, where the routing threshold usually sits.
+_CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ServiceMetrics:
@@ -33,8 +53,14 @@ class ServiceMetrics:
         )
         self.predictions = Counter(
             "triage_predictions",
-            "Tickets predicted, by category and route.",
-            ["category", "route"],
+            "Tickets predicted, by category, priority (empty when the model has none) and route.",
+            ["category", "priority", "route"],
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "triage_prediction_confidence",
+            "Calibrated confidence of each answer's category.",
+            buckets=_CONFIDENCE_BUCKETS,
             registry=r,
         )
         self.cache_lookups = Counter(
@@ -50,7 +76,10 @@ class ServiceMetrics:
             registry=r,
         )
         self.breaker_state = Gauge(
-            "triage_cache_breaker_state", "Redis circuit breaker: 0 closed, 1 half-open, 2 open.", registry=r
+            "triage_cache_breaker_state",
+            "Redis circuit breaker: 0 closed, 1 half-open, 2 open.",
+            registry=r,
+            multiprocess_mode="max",
         )
         self.breaker_transitions = Counter(
             "triage_cache_breaker_transitions",
@@ -78,11 +107,99 @@ class ServiceMetrics:
             registry=r,
         )
         self.spool_pending = Gauge(
-            "triage_spool_pending", "1 while records wait in the local spool for the database.", registry=r
+            "triage_spool_pending",
+            "1 while records wait in the local spool for the database.",
+            registry=r,
+            multiprocess_mode="max",
         )
         self.model_reloads = Counter(
             "triage_model_reloads", "Hot reload attempts, by outcome.", ["outcome"], registry=r
         )
+
+        # --- the model and its reviewers ---
+        self.model_info = Gauge(
+            "triage_model_info",
+            "1 for the model version serving now (0 for one swapped out).",
+            ["version", "trained_at"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.review_share_baseline = Gauge(
+            "triage_model_review_share_baseline",
+            "Share of held-out tickets the serving model routed to review when it was trained.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.review_queue_depth = Gauge(
+            "triage_review_queue_depth",
+            "Review items by status (pending, claimed).",
+            ["status"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.reviews_resolved = Counter(
+            "triage_reviews_resolved",
+            "Review items resolved, by whether the reviewer agreed with the model's category.",
+            ["agreed"],
+            registry=r,
+        )
+        self.review_agreement = Gauge(
+            "triage_review_agreement_ratio",
+            "The model's agreement with reviewers over the most recent resolutions.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        # --- drift (PSI of the recent window against the bundle's training reference) ---
+        self.drift_psi = Gauge(
+            "triage_drift_psi",
+            "Population stability index of a monitored feature.",
+            ["feature"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.prediction_drift_psi = Gauge(
+            "triage_prediction_drift_psi",
+            "PSI of the predicted category distribution.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.confidence_drift_psi = Gauge(
+            "triage_confidence_drift_psi",
+            "PSI of the confidence distribution.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.drift_features_over = Gauge(
+            "triage_drift_features_over",
+            "How many monitored features have a PSI over the threshold.",
+            ["threshold"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.drift_window_size = Gauge(
+            "triage_drift_window_size",
+            "Tickets in the window the drift gauges were computed on.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text for ``/metrics``: this process's registry, or every worker's values combined."""
+        directory = os.environ.get(MULTIPROC_ENV)
+        if directory:
+            combined = CollectorRegistry()
+            MultiProcessCollector(combined, path=directory)
+            return generate_latest(combined), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def set_model(self, version: str, trained_at: str | None, review_share: float | None) -> None:
+        """Point ``triage_model_info`` at the serving version, with its trained review share."""
+        self.model_info.labels(version=version, trained_at=trained_at or "").set(1)
+        if review_share is not None:
+            self.review_share_baseline.set(review_share)
+
+    def retire_model(self, version: str, trained_at: str | None) -> None:
+        self.model_info.labels(version=version, trained_at=trained_at or "").set(0)
 
     def set_breaker_state(self, state: str) -> None:
         self.breaker_state.set(BREAKER_STATE_VALUES.get(state, -1.0))

@@ -378,6 +378,42 @@ class ReviewStore:
             "agreement_by_category": by_category,
         }
 
+    def monitor_figures(self, recent: int) -> dict[str, Any]:
+        """What the metrics poll reads: queue depth by status, and the model's agreement with reviewers
+        over the ``recent`` latest resolutions (a rolling figure an alert can react to)."""
+        now = self._now()
+        latest = (
+            select(ReviewRow.resolved_category, ReviewRow.predicted_category)
+            .where(ReviewRow.resolved_at.is_not(None))
+            .order_by(ReviewRow.resolved_at.desc(), ReviewRow.id.desc())
+            .limit(recent)
+            .subquery()
+        )
+        with self._read() as session:
+            pending, claimed = session.execute(
+                select(
+                    func.count().filter(_status_is(PENDING, now)),
+                    func.count().filter(_status_is(CLAIMED, now)),
+                ).select_from(ReviewRow)
+            ).one()
+            window, agreed = session.execute(
+                select(
+                    func.count(),
+                    func.coalesce(
+                        func.sum(
+                            case((latest.c.resolved_category == latest.c.predicted_category, 1), else_=0)
+                        ),
+                        0,
+                    ),
+                ).select_from(latest)
+            ).one()
+        return {
+            "pending": int(pending),
+            "claimed": int(claimed),
+            "recent_resolved": int(window),
+            "recent_agreement": int(agreed) / int(window) if window else None,
+        }
+
     def corrections(self, since: datetime | None = None) -> list[dict[str, Any]]:
         """Resolved items as training rows (oldest resolution first): the reviewer's category, and the
         reviewer's priority or else the model's. Times are ISO 8601 strings, ready for CSV or JSON."""

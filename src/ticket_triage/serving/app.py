@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -120,19 +119,22 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer=writer,
     )
     app.state.service = service
+    metrics.set_model(model.version, model.trained_at, model.review_share_baseline())
     log.info("serving model %s with a %s cache", model.version, cache.backend)
-    watcher: asyncio.Task[None] | None = None
+    background = [asyncio.create_task(service.watch_reviews(settings.monitor_interval_seconds))]
     if settings.model_watch_seconds > 0:
         models_dir = models_dir_of(settings.models_dir)
         live_now = await asyncio.to_thread(read_live, models_dir)
-        watcher = asyncio.create_task(
-            watch_live(models_dir, settings.model_watch_seconds, service.follow_live, live_now)
+        background.append(
+            asyncio.create_task(
+                watch_live(models_dir, settings.model_watch_seconds, service.follow_live, live_now)
+            )
         )
     try:
         yield
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        for task in background:
+            task.cancel()
         try:
             await service.close()
         finally:
@@ -167,7 +169,8 @@ def create_app(settings: Settings | None = None, *, keys: KeyStore | None = None
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=True)
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        body, media_type = metrics.exposition()
+        return Response(body, media_type=media_type)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)

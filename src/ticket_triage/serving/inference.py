@@ -256,6 +256,16 @@ class ServingModel:
             cached=cached,
         )
 
+    @property
+    def trained_at(self) -> str | None:
+        value = self.bundle.manifest.get("trained_at")
+        return None if value is None else str(value)
+
+    def review_share_baseline(self) -> float | None:
+        """Share of held-out tickets this model routed to review at its threshold, when trained."""
+        coverage = evaluation_summary(self.bundle.path).get("category", {}).get("coverage")
+        return None if coverage is None else round(1.0 - float(coverage), 6)
+
     def describe(self) -> dict[str, Any]:
         """What ``GET /model`` shows: which model answers and how good it was on held-out data."""
         manifest = self.bundle.manifest

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import uvicorn
 
 from ticket_triage.config import Settings
+from ticket_triage.monitoring.metrics import MULTIPROC_ENV
 
 _FACTORY = "ticket_triage.serving.app:create_app_from_env"
 
@@ -17,8 +21,32 @@ def _export(settings: Settings) -> None:
         os.environ[f"TRIAGE_{name.upper()}"] = str(getattr(settings, name))
 
 
+def _multiprocess_metrics_dir() -> Path:
+    """A clean folder for the workers' metric files; values of an earlier run must not be added in."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+        return folder
+    folder = Path(tempfile.mkdtemp(prefix="triage-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(folder)
+    return folder
+
+
 def run_server(settings: Settings) -> None:
     _export(settings)
+    # One worker keeps plain in-process metrics; several share theirs through files (see monitoring.metrics).
+    metrics_dir = _multiprocess_metrics_dir() if settings.workers > 1 else None
+    try:
+        _run(settings)
+    finally:
+        if metrics_dir is not None and metrics_dir.name.startswith("triage-metrics-"):
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run(settings: Settings) -> None:
     uvicorn.run(
         _FACTORY,
         factory=True,

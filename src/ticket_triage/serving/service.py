@@ -100,7 +100,10 @@ class Service:
             for t, s, c in scored
         ]
         for answer in answers:
-            self.metrics.predictions.labels(category=answer.category, route=answer.route).inc()
+            self.metrics.predictions.labels(
+                category=answer.category, priority=answer.priority or "", route=answer.route
+            ).inc()
+            self.metrics.confidence.observe(answer.confidence)
         await self._queue_for_review(model, [(t, s) for t, s, _ in scored], answers, predicted_at)
         if self.settings.audit_enabled:
             latency_ms = (time.perf_counter() - started) * 1000.0
@@ -138,6 +141,8 @@ class Service:
             self.metrics.model_reloads.labels(outcome="refused").inc()
             raise
         self.metrics.model_reloads.labels(outcome="swapped").inc()
+        self.metrics.retire_model(previous.version, previous.trained_at)
+        self.metrics.set_model(current.version, current.trained_at, current.review_share_baseline())
         freeze_loaded_objects()  # the new model's objects join the frozen ones (the old ones stay too)
         return previous, current
 
@@ -154,6 +159,22 @@ class Service:
             )
             return False
         return True
+
+    async def watch_reviews(self, interval: float) -> None:
+        """Keeps the review gauges current (queue depth, rolling agreement) off the request path."""
+        while True:
+            try:
+                figures = await asyncio.to_thread(
+                    self.reviews.monitor_figures, self.settings.agreement_window
+                )
+            except Exception as exc:  # the store may be down; the gauges keep their last values
+                log.debug("review metrics poll failed: %s", exc)
+            else:
+                self.metrics.review_queue_depth.labels(status="pending").set(figures["pending"])
+                self.metrics.review_queue_depth.labels(status="claimed").set(figures["claimed"])
+                if figures["recent_agreement"] is not None:
+                    self.metrics.review_agreement.set(figures["recent_agreement"])
+            await asyncio.sleep(interval)
 
     def _write_behind(self, items: dict[str, dict[str, Any]]) -> None:
         """Store new scores after answering: the caller never waits on the cache write."""

@@ -180,9 +180,13 @@ async def resolve(
 ) -> ReviewItemOut:
     """Only the lease holder may answer; sending the same answer again returns the item unchanged."""
     _check_labels(service, request)
+    asked_at = datetime.now(UTC)
     item = await _call(
         service.reviews.resolve, item_id, caller.name, request.category, request.priority, request.note
     )
+    if item.resolved_at is not None and item.resolved_at >= asked_at:  # new, not a repeated answer
+        agreed = item.resolved_category == item.predicted_category
+        service.metrics.reviews_resolved.labels(agreed=str(agreed).lower()).inc()
     return _out(item)
 
 
