@@ -140,8 +140,13 @@ def train_bundle(
     optimize: bool,
     out_dir: Path,
     data_info: dict[str, Any],
+    mark_live_if_first: bool = True,
 ) -> TrainResult:
-    """Train every target the data has and write a bundle under ``out_dir``."""
+    """Train every target the data has and write a bundle under ``out_dir``.
+
+    With ``mark_live_if_first`` the bundle becomes live when nothing in ``out_dir`` is; a retrained
+    challenger passes False, because only ``triage promote`` may make it live.
+    """
     started = time.perf_counter()
     splits = split_frame(
         frame[LABEL],
@@ -179,7 +184,7 @@ def train_bundle(
     path = save_bundle(
         out_dir, pipeline=pipeline, targets=models, reference=reference, reference_pca=pca, info=info
     )
-    if not (out_dir / LIVE_POINTER).exists():
+    if mark_live_if_first and not (out_dir / LIVE_POINTER).exists():
         mark_live(path)
     return TrainResult(
         path=path,

@@ -1,0 +1,112 @@
+"""Train a challenger the way the champion was trained, on its data plus the reviewers' corrections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ticket_triage.config import Settings
+from ticket_triage.data.loader import LoadReport, load_tickets
+from ticket_triage.data.schema import ID, ColumnMap
+from ticket_triage.features.config import FeatureConfig
+from ticket_triage.feedback import FeedbackError
+from ticket_triage.feedback.corrections import (
+    MergeReport,
+    describe_source,
+    merge_corrections,
+    read_corrections,
+)
+from ticket_triage.models.bundle import read_manifest, resolve_bundle_path
+from ticket_triage.models.training import TrainResult, train_bundle
+
+#: ColumnMap fields besides ``text``, as ``triage train`` records them in the manifest's ``columns``.
+SCALAR_FIELDS = ("label", "priority", "timestamp", "channel", "tier", "urgency", "id")
+
+
+@dataclass
+class RetrainResult:
+    train: TrainResult
+    merge: MergeReport
+    columns: ColumnMap
+    champion: str
+    data_report: LoadReport
+    corrections_report: LoadReport
+
+
+def champion_columns(manifest: dict[str, Any], overrides: dict[str, Any]) -> ColumnMap:
+    """The champion's training columns from its manifest; any override given replaces the recorded one."""
+    recorded = manifest.get("columns") or {}
+    text = overrides.get("text") or recorded.get("text")
+    fields = {name: overrides.get(name) or recorded.get(name) for name in SCALAR_FIELDS}
+    if not text or not fields["label"]:
+        raise FeedbackError(
+            f"bundle {manifest.get('version')} does not record the columns it was trained on; "
+            "give them: --text and --label (and --priority, --timestamp, … as for `triage train`)"
+        )
+    return ColumnMap(text=tuple(text), extra=dict(recorded.get("extra") or {}), **fields)
+
+
+def retrain(
+    champion: Path,
+    *,
+    data: list[Path] | None,
+    corrections: str,
+    out_dir: Path,
+    settings: Settings,
+    overrides: dict[str, Any],
+) -> RetrainResult:
+    """Merge corrections into the champion's training data and train a challenger that is NOT made live."""
+    champion_path = resolve_bundle_path(Path(champion))
+    manifest = read_manifest(champion_path)
+    loaded = read_corrections(corrections)  # first: a bad source should not wait for the data to load
+    if not data:
+        data = [Path(p) for p in manifest.get("data_files", [])]
+        missing = [str(p) for p in data if not p.is_file()]
+        if not data or missing:
+            where = f" ({', '.join(missing)} not found)" if missing else ""
+            raise FeedbackError(f"give the original training data with --data{where}")
+    columns = champion_columns(manifest, overrides)
+    original = load_tickets(data, columns, require_label=True)
+    mapped = set(columns.source_columns()) | ({ID} if ID in original.frame.columns else set())
+    merged, report = merge_corrections(
+        original.frame,
+        loaded.frame,
+        mapped=mapped,
+        known_categories=manifest.get("targets", {}).get("category", ()),
+        skipped=loaded.report.dropped,
+        read=loaded.report.rows_read,
+    )
+    # Same configuration as the champion so the comparison measures the data, not a changed setting.
+    if "routing_threshold" in manifest:
+        settings = settings.model_copy(update={"routing_threshold": float(manifest["routing_threshold"])})
+    if "feature_config" in manifest:
+        feature_config = FeatureConfig.model_validate(manifest["feature_config"])
+    else:
+        feature_config = FeatureConfig.from_toml(settings.feature_config)
+    result = train_bundle(
+        merged,
+        settings=settings,
+        feature_config=feature_config,
+        optimize=bool(manifest.get("weights_optimized", False)),
+        out_dir=out_dir,
+        data_info={
+            "data_files": [str(p) for p in data],
+            "columns": columns.__dict__ | {"text": list(columns.text)},
+            "feedback": {
+                "champion": manifest.get("version", champion_path.name),
+                "champion_path": str(champion_path),
+                "corrections": describe_source(corrections),
+                **report.to_dict(),
+            },
+        },
+        mark_live_if_first=False,
+    )
+    return RetrainResult(
+        train=result,
+        merge=report,
+        columns=columns,
+        champion=str(manifest.get("version", champion_path.name)),
+        data_report=original.report,
+        corrections_report=loaded.report,
+    )
