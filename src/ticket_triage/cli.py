@@ -3,6 +3,7 @@ and the feedback loop: retrain, compare, promote)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -197,6 +198,63 @@ def evaluate(
     for line in evaluate_bundle(bundle, loaded.frame, out):
         typer.echo(line)
     typer.echo(f"report: {out / 'report.md'}")
+
+
+@app.command("drift-report")
+def drift_report(
+    model: ModelOpt,
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="The HTML report to write.")],
+    text: ColumnTextOpt = None,
+    timestamp: TimestampOpt = None,
+    channel: ChannelOpt = None,
+    tier: TierOpt = None,
+    urgency: UrgencyOpt = None,
+) -> None:
+    """Evidently data-drift report of a ticket file against the bundle's training sample, plus PSI."""
+    from ticket_triage.feedback import FeedbackError
+    from ticket_triage.feedback.retrain import champion_columns
+    from ticket_triage.models.bundle import BundleError, load_bundle
+    from ticket_triage.monitoring.drift import compute_drift
+    from ticket_triage.monitoring.evidently_report import (
+        ReportUnavailableError,
+        drift_report_html,
+        reference_frame,
+        rows_of_frame,
+        window_frame,
+    )
+
+    try:
+        bundle = load_bundle(model)
+    except BundleError as exc:
+        _fail(str(exc))
+    overrides = _overrides(text, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency)
+    try:
+        columns = champion_columns(bundle.manifest, overrides)
+    except FeedbackError as exc:
+        _fail(f"{exc} (only --text is needed here)")
+    # Drift compares inputs and answers: the file needs no labels.
+    loaded = _load(data, dataclasses.replace(columns, label=None, priority=None), require_label=False)
+    rows = rows_of_frame(bundle, loaded.frame)
+    summary = compute_drift(bundle.reference, rows, bundle.version)
+    try:
+        html = drift_report_html(reference_frame(bundle.reference), window_frame(rows))
+    except ReportUnavailableError as exc:
+        _fail(str(exc))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    worst = sorted(summary.features.items(), key=lambda kv: -kv[1])[:5]
+
+    def three(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    typer.echo(
+        f"PSI on {summary.window} tickets: prediction {three(summary.prediction)}, confidence "
+        f"{three(summary.confidence)}; features over 0.1: {summary.over.get('0.1')}, over 0.25: "
+        f"{summary.over.get('0.25')} of {len(summary.features)}"
+    )
+    typer.echo("highest: " + ", ".join(f"{name} {value:.3f}" for name, value in worst))
+    typer.echo(f"report: {out}")
 
 
 @app.command()

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     #: How often each worker refreshes the review and drift gauges.
     monitor_interval_seconds: float = Field(15.0, gt=0)
 
+    #: Drift is measured on the latest this-many predictions of the serving model (read from the audit
+    #: log, so every worker sees the same window).
+    drift_window: int = Field(1000, ge=10)
+    #: Fewer predictions than this in the window: no PSI yet (too noisy to mean anything).
+    drift_min_window: int = Field(100, ge=1)
+
     # --- audit log ---------------------------------------------------------------------------------
     #: Record every prediction in the database (written in batches by a background writer).
     audit_enabled: bool = True

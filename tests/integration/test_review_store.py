@@ -388,6 +388,9 @@ def test_stats_match_hand_computed_figures(backend: Backend) -> None:
         "median_seconds_to_resolve": None,
         "agreement": None,
         "agreement_by_category": {},
+        "reviewer": None,
+        "resolved_by_reviewer_today": None,
+        "resolved_by_reviewer_total": None,
     }
     _stats_fixture(store, clock)
 
@@ -403,7 +406,18 @@ def test_stats_match_hand_computed_figures(backend: Backend) -> None:
             "billing": {"resolved": 2, "agreed": 1, "agreement": 0.5},
             "tech": {"resolved": 1, "agreed": 1, "agreement": 1.0},
         },
+        "reviewer": None,
+        "resolved_by_reviewer_today": None,
+        "resolved_by_reviewer_total": None,
     }
+    alice = store.stats(now=datetime(2026, 3, 10, 1, 25, tzinfo=UTC), reviewer="alice")
+    assert (alice["reviewer"], alice["resolved_by_reviewer_today"], alice["resolved_by_reviewer_total"]) == (
+        "alice",
+        0,  # her one answer (i1) was yesterday
+        1,
+    )
+    bob = store.stats(now=datetime(2026, 3, 10, 1, 25, tzinfo=UTC), reviewer="bob")
+    assert (bob["resolved_by_reviewer_today"], bob["resolved_by_reviewer_total"]) == (1, 1)
     later = store.stats(now=datetime(2026, 3, 10, 1, 35, tzinfo=UTC))  # dave's lease ran out
     assert (later["pending"], later["claimed"]) == (2, 0)
     yesterday = store.stats(now=datetime(2026, 3, 9, 23, 59, tzinfo=UTC))

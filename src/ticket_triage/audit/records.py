@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import Boolean, Engine, Float, Index, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from ticket_triage.monitoring.drift import WindowRow
 from ticket_triage.review.db import SQLITE_IMMEDIATE
-from ticket_triage.review.models import Base, IdType, UTCDateTime, as_utc
+from ticket_triage.review.models import Base, IdType, JSONType, UTCDateTime, as_utc
 
 
 class AuditRow(Base):
@@ -29,6 +30,7 @@ class AuditRow(Base):
     cached: Mapped[bool] = mapped_column(Boolean, nullable=False)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
     endpoint: Mapped[str] = mapped_column(String(32), nullable=False)
+    signals: Mapped[dict[str, float] | None] = mapped_column(JSONType)
 
     __table_args__ = (
         Index("ux_prediction_audit_prediction_id", "prediction_id", unique=True),
@@ -51,6 +53,7 @@ class AuditRecord:
     endpoint: str
     ticket_id: str | None = None
     priority: str | None = None
+    signals: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -92,6 +95,22 @@ def delete_older_than(engine: Engine, cutoff: datetime) -> int:
 
 def retention_cutoff(now: datetime, days: int) -> datetime | None:
     return None if days <= 0 else as_utc(now) - timedelta(days=days)
+
+
+def recent_window(engine: Engine, model_version: str, size: int) -> list[WindowRow]:
+    """The latest ``size`` predictions of this model version: the drift window, shared by every worker
+    because every worker writes here."""
+    query = (
+        select(AuditRow.category, AuditRow.confidence, AuditRow.signals)
+        .where(AuditRow.model_version == model_version)
+        .order_by(AuditRow.id.desc())
+        .limit(size)
+    )
+    with Session(engine) as session:
+        return [
+            WindowRow(category, float(confidence), signals)
+            for category, confidence, signals in session.execute(query)
+        ]
 
 
 def count_audit(engine: Engine) -> int:

@@ -39,6 +39,10 @@ class TargetResult:
     member_seconds: dict[str, float]
     #: Calibrated predicted class per validation row: the reference class mix for prediction drift.
     validation_predictions: np.ndarray
+    #: The validation rows that have this target's label, their calibrated top probability (the
+    #: reference for confidence drift) and features (the reference sample for drift reports).
+    validation_confidence: np.ndarray
+    validation_features: FeatureSet
     dropped_classes: dict[str, int] = field(default_factory=dict)
 
 
@@ -108,6 +112,7 @@ def train_target(
     ensemble = WeightedEnsemble(members, chosen)
     validation_mix = ensemble.combine(validation_probas)
     calibrator = TemperatureScaler().fit(validation_mix, y["validation"])
+    calibrated = calibrator.transform(validation_mix)
     baseline = LinearSvcBaseline(seed=settings.seed).fit(fs["train"].texts, y["train"])
     model = TargetModel(
         name=name,
@@ -127,7 +132,9 @@ def train_target(
         eval_features=fs[evaluated_on],
         y_eval=y[evaluated_on],
         member_seconds=seconds,
-        validation_predictions=calibrator.transform(validation_mix).argmax(axis=1),
+        validation_predictions=calibrated.argmax(axis=1),
+        validation_confidence=calibrated.max(axis=1),
+        validation_features=fs["validation"],
         dropped_classes=dropped,
     )
 
@@ -170,7 +177,12 @@ def train_bundle(
     models = {name: result.model for name, result in targets.items()}
     predicted = {name: result.validation_predictions for name, result in targets.items()}
     reference, pca = build_reference(
-        features["train"], predicted, {n: m.labels for n, m in models.items()}, settings.seed
+        features["train"],
+        predicted,
+        {n: m.labels for n, m in models.items()},
+        settings.seed,
+        validation=targets["category"].validation_features,
+        confidence=targets["category"].validation_confidence,
     )
     info = {
         "data_fingerprint": fingerprint(frame),

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from ticket_triage.features.base import FeatureSet
+from ticket_triage.monitoring.drift import SignalExtractor
 
 #: Dense feature names worth watching for drift: cheap to read and meaningful to an operator.
 MONITORED = re.compile(
@@ -26,10 +27,25 @@ def quantile_bins(values: np.ndarray, n_bins: int = N_BINS) -> dict[str, list[fl
     return {"edges": edges.tolist(), "proportions": (counts / max(len(values), 1)).tolist()}
 
 
+#: Rows of the reference sample kept in the bundle for Evidently reports (of the validation split).
+SAMPLE_ROWS = 1000
+
+
 def build_reference(
-    features: FeatureSet, predicted: dict[str, np.ndarray], labels: dict[str, list[str]], seed: int
+    features: FeatureSet,
+    predicted: dict[str, np.ndarray],
+    labels: dict[str, list[str]],
+    seed: int,
+    *,
+    validation: FeatureSet | None = None,
+    confidence: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], PCA | None]:
-    """Bins per monitored feature, per embedding principal component, and per target's predicted classes."""
+    """Bins per monitored feature, per embedding principal component, and per target's predicted classes.
+
+    ``predicted`` are the validation split's predicted classes per target; with ``validation`` (its
+    features) and ``confidence`` (the category's calibrated top probability there) the reference also
+    gets confidence bins and a sample of monitored values for Evidently reports.
+    """
     ref: dict[str, Any] = {"n_bins": N_BINS, "features": {}, "predictions": {}}
     for j, name in enumerate(features.dense_names):
         if MONITORED.match(name):
@@ -47,4 +63,29 @@ def build_reference(
         ref["predictions"][target] = dict(
             zip(labels[target], (counts / max(counts.sum(), 1)).tolist(), strict=True)
         )
+    if confidence is not None and len(confidence):
+        ref["confidence"] = quantile_bins(np.asarray(confidence, dtype=float))
+    if validation is not None and confidence is not None and "category" in predicted:
+        ref["sample"] = _sample(
+            ref, pca, validation, predicted["category"], labels["category"], confidence, seed
+        )
     return ref, pca
+
+
+def _sample(
+    ref: dict[str, Any],
+    pca: PCA | None,
+    validation: FeatureSet,
+    classes: np.ndarray,
+    labels: list[str],
+    confidence: np.ndarray,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Monitored values, predicted category and confidence of up to SAMPLE_ROWS validation tickets."""
+    n = len(validation.texts)
+    rows = np.random.default_rng(seed).permutation(n)[:SAMPLE_ROWS]
+    signals = SignalExtractor(ref, pca).extract(validation.subset(np.sort(rows)))
+    return [
+        {**values, "category": labels[int(classes[i])], "confidence": round(float(confidence[i]), 5)}
+        for i, values in zip(np.sort(rows), signals, strict=True)
+    ]

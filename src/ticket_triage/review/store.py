@@ -331,9 +331,10 @@ class ReviewStore:
         with self._read() as session:
             return [to_item(row, now) for row in session.scalars(query)]
 
-    def stats(self, now: datetime | None = None) -> dict[str, Any]:
+    def stats(self, now: datetime | None = None, reviewer: str | None = None) -> dict[str, Any]:
         """Queue figures at ``now``. Agreement is the share of resolved items whose reviewer kept the
-        model's category, overall and per predicted category (None when nothing is resolved)."""
+        model's category, overall and per predicted category (None when nothing is resolved). With
+        ``reviewer``, also how many items that reviewer resolved today and in all."""
         now = self._now() if now is None else as_utc(now)
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         resolved = ReviewRow.resolved_at.is_not(None)
@@ -342,13 +343,17 @@ class ReviewStore:
             return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
         agreed = ReviewRow.resolved_category == ReviewRow.predicted_category
+        resolved_today = and_(resolved, ReviewRow.resolved_at >= day_start, ReviewRow.resolved_at <= now)
+        by_them = ReviewRow.resolved_by == (reviewer or "")
         with self._read() as session:
-            pending, claimed, today, total = session.execute(
+            pending, claimed, today, total, mine_today, mine_total = session.execute(
                 select(
                     count(_status_is(PENDING, now)),
                     count(_status_is(CLAIMED, now)),
-                    count(and_(resolved, ReviewRow.resolved_at >= day_start, ReviewRow.resolved_at <= now)),
+                    count(resolved_today),
                     count(resolved),
+                    count(and_(resolved_today, by_them)),
+                    count(and_(resolved, by_them)),
                 )
             ).one()
             per_category = session.execute(
@@ -376,6 +381,9 @@ class ReviewStore:
             "median_seconds_to_resolve": statistics.median(durations) if durations else None,
             "agreement": agreed_total / int(total) if total else None,
             "agreement_by_category": by_category,
+            "reviewer": reviewer,
+            "resolved_by_reviewer_today": int(mine_today) if reviewer else None,
+            "resolved_by_reviewer_total": int(mine_total) if reviewer else None,
         }
 
     def monitor_figures(self, recent: int) -> dict[str, Any]:

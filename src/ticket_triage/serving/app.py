@@ -27,7 +27,7 @@ from ticket_triage.serving.gc_tuning import freeze_loaded_objects, shorten_switc
 from ticket_triage.serving.inference import SMOKE_TICKET
 from ticket_triage.serving.live_watch import read_live, watch_live
 from ticket_triage.serving.registry import ModelRegistry, load_serving_model, models_dir_of
-from ticket_triage.serving.routes import admin, health, predict, reviews
+from ticket_triage.serving.routes import admin, health, monitoring, predict, reviews, ui
 from ticket_triage.serving.service import Service
 
 log = logging.getLogger(__name__)
@@ -117,11 +117,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics=metrics,
         reviews=reviews,
         writer=writer,
+        engine=engine,
     )
     app.state.service = service
     metrics.set_model(model.version, model.trained_at, model.review_share_baseline())
     log.info("serving model %s with a %s cache", model.version, cache.backend)
-    background = [asyncio.create_task(service.watch_reviews(settings.monitor_interval_seconds))]
+    background = [
+        asyncio.create_task(service.watch_reviews(settings.monitor_interval_seconds)),
+        asyncio.create_task(service.watch_drift(settings.monitor_interval_seconds)),
+    ]
     if settings.model_watch_seconds > 0:
         models_dir = models_dir_of(settings.models_dir)
         live_now = await asyncio.to_thread(read_live, models_dir)
@@ -164,8 +168,8 @@ def create_app(settings: Settings | None = None, *, keys: KeyStore | None = None
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(reviews.router)
-    app.include_router(
-        __import__("ticket_triage.serving.routes.ui", fromlist=["router"]).router
+    app.include_router(monitoring.router)
+    app.include_router(ui.router)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=True)
     async def prometheus_metrics() -> Response:

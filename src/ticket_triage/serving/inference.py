@@ -14,13 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 
 from ticket_triage.data.schema import CHANNEL, CREATED_AT, TEXT, TEXT_JOINER, TIER, URGENCY
 from ticket_triage.features.base import FeatureSet, normalize_whitespace, texts_of
-from ticket_triage.models.bundle import EVALUATION_DIR, Bundle
+from ticket_triage.models.bundle import EVALUATION_DIR, REFERENCE_PCA_FILE, Bundle
 from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas
+from ticket_triage.monitoring.drift import SignalExtractor
 from ticket_triage.serving.schemas import LabelProbability, Prediction, Ticket
 
 #: The ticket a new bundle must answer before it may serve (hot reload's smoke test).
@@ -39,22 +41,27 @@ class Scores:
 
     category: list[float]
     priority: list[float] | None = None
+    #: The ticket's monitored feature values (drift window); cached with the scores.
+    signals: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"category": self.category, "priority": self.priority}
+        return {"category": self.category, "priority": self.priority, "signals": self.signals}
 
     @classmethod
     def from_json(cls, value: dict[str, Any], n_category: int, n_priority: int | None) -> Scores:
         """Rebuild cached scores, refusing any whose shape does not match the serving model."""
         category = [float(p) for p in value["category"]]
         priority = value.get("priority")
+        signals = value.get("signals")
+        if signals is not None:
+            signals = {str(k): float(v) for k, v in signals.items()}
         if len(category) != n_category:
             raise ValueError("cached category scores have the wrong length")
         if n_priority is None:
-            return cls(category=category)
+            return cls(category=category, signals=signals)
         if priority is None or len(priority) != n_priority:
             raise ValueError("cached priority scores have the wrong length")
-        return cls(category=category, priority=[float(p) for p in priority])
+        return cls(category=category, priority=[float(p) for p in priority], signals=signals)
 
 
 def ticket_text(ticket: Ticket) -> str:
@@ -131,6 +138,7 @@ class ServingModel:
         self.category_labels: list[str] = list(bundle.targets[CATEGORY].labels)
         priority = bundle.targets.get(PRIORITY)
         self.priority_labels: list[str] | None = None if priority is None else list(priority.labels)
+        self.signals = SignalExtractor(bundle.reference, _load_reference_pca(bundle.path))
         self._fast_members: dict[tuple[str, str], Callable[[list[str]], np.ndarray]] = {}
         self._fast_embeddings: Callable[[pd.DataFrame], np.ndarray] | None = None
         if onnx_dir is not None:
@@ -156,20 +164,24 @@ class ServingModel:
             return []
         frame = tickets_frame(tickets)
         if helper is None:
-            _, probas = predict_probas(self.bundle, frame)
+            features, probas = predict_probas(self.bundle, frame)
         else:
-            probas = self._probas_in_parallel(frame, helper)
+            features, probas = self._probas_in_parallel(frame, helper)
         category = probas[CATEGORY].astype(float)
         priority = probas.get(PRIORITY)
+        signals = self.signals.extract(features)
         return [
             Scores(
                 category=category[i].tolist(),
                 priority=None if priority is None else priority[i].astype(float).tolist(),
+                signals=signals[i],
             )
             for i in range(len(tickets))
         ]
 
-    def _probas_in_parallel(self, frame: pd.DataFrame, helper: Executor) -> dict[str, np.ndarray]:
+    def _probas_in_parallel(
+        self, frame: pd.DataFrame, helper: Executor
+    ) -> tuple[FeatureSet, dict[str, np.ndarray]]:
         normalized = normalize_whitespace(frame)
         texts = texts_of(normalized)  # exactly the texts the pipeline hands its members
         text_view = FeatureSet(texts=texts, dense=np.zeros((len(texts), 0), dtype=np.float32), dense_names=[])
@@ -213,7 +225,7 @@ class ServingModel:
                 }
             )
             out[target_name] = target.predict_proba_from(member_probas)
-        return out
+        return features, out
 
     def scores_from_cache(self, value: dict[str, Any]) -> Scores:
         n_priority = None if self.priority_labels is None else len(self.priority_labels)
@@ -284,6 +296,12 @@ class ServingModel:
             "targets": targets,
             "evaluation": evaluation_summary(self.bundle.path),
         }
+
+
+def _load_reference_pca(bundle_path: Path) -> Any | None:
+    """The embeddings' principal components fitted at training (absent in bundles without embeddings)."""
+    path = bundle_path / REFERENCE_PCA_FILE
+    return joblib.load(path) if path.exists() else None
 
 
 _SUMMARY_KEYS = ("accuracy", "macro_f1", "ece", "coverage", "covered_accuracy")

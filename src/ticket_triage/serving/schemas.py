@@ -152,6 +152,11 @@ class ReviewStats(BaseModel):
     median_seconds_to_resolve: float | None
     agreement: float | None = Field(description="Share of resolved items whose category the reviewer kept.")
     agreement_by_category: dict[str, CategoryAgreement] = Field(description="By predicted category.")
+    reviewer: str | None = Field(None, description="The caller's name: the reviewer these counts are for.")
+    resolved_by_reviewer_today: int | None = Field(
+        None, description="Resolved by the caller since midnight UTC."
+    )
+    resolved_by_reviewer_total: int | None = None
 
 
 class FieldError(BaseModel):

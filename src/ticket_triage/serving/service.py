@@ -13,9 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Engine
 
 from ticket_triage.audit import AuditRecord, DurableWriter
+from ticket_triage.audit.records import recent_window
 from ticket_triage.config import Settings
+from ticket_triage.monitoring.drift import DriftSummary, compute_drift
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.review import NewReviewItem, ReviewStore
 from ticket_triage.serving.batcher import MicroBatcher
@@ -52,6 +55,8 @@ class Service:
     metrics: ServiceMetrics
     reviews: ReviewStore
     writer: DurableWriter
+    engine: Engine
+    drift: DriftSummary | None = None
     _writes: set[asyncio.Task[None]] = field(default_factory=set)
 
     def threshold(self, model: ServingModel) -> float:
@@ -107,7 +112,12 @@ class Service:
         await self._queue_for_review(model, [(t, s) for t, s, _ in scored], answers, predicted_at)
         if self.settings.audit_enabled:
             latency_ms = (time.perf_counter() - started) * 1000.0
-            self.writer.record([_audit_record(a, predicted_at, latency_ms, endpoint) for a in answers])
+            self.writer.record(
+                [
+                    _audit_record(a, s.signals, predicted_at, latency_ms, endpoint)
+                    for a, (_, s, _) in zip(answers, scored, strict=True)
+                ]
+            )
         return PredictionRun(model=model, predictions=answers, cached=sum(was_cached))
 
     async def _queue_for_review(
@@ -176,6 +186,34 @@ class Service:
                     self.metrics.review_agreement.set(figures["recent_agreement"])
             await asyncio.sleep(interval)
 
+    async def refresh_drift(self) -> DriftSummary:
+        """Recompute PSI on the current window (a thread: a query and some numpy) and set the gauges."""
+        model = self.registry.current
+        rows = await asyncio.to_thread(recent_window, self.engine, model.version, self.settings.drift_window)
+        summary = await asyncio.to_thread(
+            compute_drift, model.bundle.reference, rows, model.version, self.settings.drift_min_window
+        )
+        m = self.metrics
+        m.drift_window_size.set(summary.window)
+        for name, value in summary.features.items():
+            m.drift_psi.labels(feature=name).set(value)
+        if summary.prediction is not None:
+            m.prediction_drift_psi.set(summary.prediction)
+        if summary.confidence is not None:
+            m.confidence_drift_psi.set(summary.confidence)
+        for threshold, count in summary.over.items():
+            m.drift_features_over.labels(threshold=threshold).set(count)
+        self.drift = summary
+        return summary
+
+    async def watch_drift(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh_drift()
+            except Exception as exc:  # the database may be down; the gauges keep their last values
+                log.debug("drift refresh failed: %s", exc)
+
     def _write_behind(self, items: dict[str, dict[str, Any]]) -> None:
         """Store new scores after answering: the caller never waits on the cache write."""
         task = asyncio.get_running_loop().create_task(self.cache.set_many(items))
@@ -192,7 +230,11 @@ class Service:
 
 
 def _audit_record(
-    answer: Prediction, predicted_at: datetime, latency_ms: float, endpoint: str
+    answer: Prediction,
+    signals: dict[str, float] | None,
+    predicted_at: datetime,
+    latency_ms: float,
+    endpoint: str,
 ) -> AuditRecord:
     return AuditRecord(
         prediction_id=answer.prediction_id,
@@ -206,6 +248,7 @@ def _audit_record(
         endpoint=endpoint,
         ticket_id=None if answer.ticket_id is None else str(answer.ticket_id),
         priority=answer.priority,
+        signals=signals,
     )
 
 

@@ -104,8 +104,9 @@ async def list_reviews(
 
 
 @router.get("/stats", response_model=ReviewStats, responses=_AUTH, summary="Queue figures and agreement")
-async def review_stats(service: ServiceDep, _: ReviewCaller) -> ReviewStats:
-    return ReviewStats.model_validate(await _call(service.reviews.stats))
+async def review_stats(service: ServiceDep, caller: ReviewCaller) -> ReviewStats:
+    """Queue figures for everyone, plus the caller's own resolutions."""
+    return ReviewStats.model_validate(await _call(service.reviews.stats, reviewer=caller.name))
 
 
 @router.get(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0002_audit_log"
 down_revision = "0001_review_queue"
@@ -38,6 +39,8 @@ def upgrade() -> None:
         sa.Column("cached", sa.Boolean(), nullable=False),
         sa.Column("latency_ms", sa.Float(), nullable=False),
         sa.Column("endpoint", sa.String(32), nullable=False),
+        # The ticket's monitored feature values: the drift window is the latest rows of this table.
+        sa.Column("signals", sa.JSON().with_variant(JSONB(), "postgresql")),
     )
     op.create_index("ux_prediction_audit_prediction_id", "prediction_audit", ["prediction_id"], unique=True)
     op.create_index("ix_prediction_audit_predicted_at", "prediction_audit", ["predicted_at"])

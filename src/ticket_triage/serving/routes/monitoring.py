@@ -1,0 +1,66 @@
+"""``/monitoring``: the drift of recent traffic against the serving model's training reference."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from ticket_triage.audit.records import recent_window
+from ticket_triage.monitoring.evidently_report import (
+    ReportUnavailableError,
+    drift_report_html,
+    reference_frame,
+    window_frame,
+)
+from ticket_triage.serving.errors import ApiError
+from ticket_triage.serving.routes.deps import AdminCaller, ServiceDep
+from ticket_triage.serving.schemas import ErrorResponse
+
+router = APIRouter(prefix="/monitoring", tags=["monitoring"])
+
+_ERRORS = {
+    409: {"model": ErrorResponse, "description": "Nothing to compare yet, or the bundle has no reference."},
+    503: {"model": ErrorResponse, "description": "The audit log (the drift window) is unreachable."},
+}
+
+
+@router.get("/drift", responses=_ERRORS, summary="PSI of recent traffic per monitored feature")
+async def drift(service: ServiceDep, _: AdminCaller, refresh: bool = False) -> dict[str, Any]:
+    """The summary the gauges show (recomputed every monitor interval); ``refresh=true`` recomputes now."""
+    summary = service.drift
+    if refresh or summary is None or summary.model_version != service.registry.current.version:
+        try:
+            summary = await service.refresh_drift()
+        except SQLAlchemyError as exc:
+            raise ApiError(
+                503, "the audit log is unreachable; retry later", code="audit_unavailable"
+            ) from exc
+    body = summary.to_json()
+    body["min_window"] = service.settings.drift_min_window
+    return body
+
+
+@router.get(
+    "/drift/report",
+    response_class=HTMLResponse,
+    responses=_ERRORS,
+    summary="Evidently data-drift report of the current window",
+)
+async def drift_report(service: ServiceDep, _: AdminCaller) -> HTMLResponse:
+    model = service.registry.current
+    try:
+        rows = await asyncio.to_thread(
+            recent_window, service.engine, model.version, service.settings.drift_window
+        )
+        html = await asyncio.to_thread(
+            drift_report_html, reference_frame(model.bundle.reference), window_frame(rows)
+        )
+    except ReportUnavailableError as exc:
+        raise ApiError(409, str(exc), code="report_unavailable") from exc
+    except SQLAlchemyError as exc:
+        raise ApiError(503, "the audit log is unreachable; retry later", code="audit_unavailable") from exc
+    return HTMLResponse(html)
