@@ -228,11 +228,14 @@ def drift_report(
         bundle = load_bundle(model)
     except BundleError as exc:
         _fail(str(exc))
-    overrides = _overrides(text, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency)
-    try:
-        columns = champion_columns(bundle.manifest, overrides)
-    except FeedbackError as exc:
-        _fail(f"{exc} (only --text is needed here)")
+    if text:
+        columns = _columns(text, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency)
+    else:
+        overrides = _overrides(None, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency)
+        try:
+            columns = champion_columns(bundle.manifest, overrides)
+        except FeedbackError as exc:
+            _fail(f"{exc} (here only --text is needed)")
     # Drift compares inputs and answers: the file needs no labels.
     loaded = _load(data, dataclasses.replace(columns, label=None, priority=None), require_label=False)
     rows = rows_of_frame(bundle, loaded.frame)

@@ -65,9 +65,11 @@ def test_repeat_is_served_from_the_cache_with_the_same_answer(client: TestClient
     second = again.json()
     assert (first["cached"], second["cached"]) == (False, True)
     assert second["ticket_id"] == "HD-2"  # the id is the caller's, not the cached one
-    assert {k: v for k, v in second.items() if k not in ("cached", "ticket_id", "review_id")} == {
-        k: v for k, v in first.items() if k not in ("cached", "ticket_id", "review_id")
+    per_answer = ("cached", "ticket_id", "review_id", "prediction_id")
+    assert {k: v for k, v in second.items() if k not in per_answer} == {
+        k: v for k, v in first.items() if k not in per_answer
     }
+    assert second["prediction_id"] != first["prediction_id"]  # every answer is its own audit record
     other_hour = client.post(
         "/predict", json={**TICKET, "created_at": "2026-03-03T23:15:00Z"}, headers=PREDICT
     )

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from tests.integration.conftest import REVIEW
+from tests.integration.test_cli_train import LIGHT_FEATURES
 from typer.testing import CliRunner
 
 from ticket_triage.cli import app
@@ -33,16 +34,6 @@ from ticket_triage.models.bundle import load_bundle, read_manifest
 from ticket_triage.review import NewReviewItem, ReviewStore, make_engine, migrate
 
 runner = CliRunner()
-LIGHT_FEATURES = """
-[embeddings]
-enabled = false
-[entities]
-enabled = false
-[topics]
-enabled = false
-[tfidf]
-svd_components = 16
-"""
 #: The columns of the synthetic tickets, as the session's champion was trained (its manifest lacks them).
 CHAMPION_COLUMNS = ["--text", "subject,body", "--label", "queue", "--priority", "priority", "--id", "id"]
 REVIEWED_NEW_TICKETS = 100  # held-out rows 0..99 are reviewed; 100..299 stay unseen for `compare`
@@ -279,7 +270,7 @@ def test_the_review_export_trains_via_triage_train(
     # The three sources read the same rows (above), so one training shows the format trains.
     features = tmp_path / "features.toml"
     features.write_text(LIGHT_FEATURES)
-    models = tmp_path / "models"
+    models = tmp_path / "export-models"  # not tmp_path / "models": that is the `client` app's folder
     args = ["train", "--data", str(paths["csv"]), "--text", "subject,description", "--label", "category"]
     args += ["--priority", "priority", "--timestamp", "created_at", "--channel", "channel"]
     args += ["--tier", "customer_tier", "--urgency", "urgency", "--out", str(models)]

@@ -45,6 +45,21 @@ async def _traffic(
     return results
 
 
+def _cached_after_write_behind(base_url: str, tickets: list[dict[str, Any]]) -> int:
+    """How many answers come from the cache when the tickets are sent again. Cache writes happen after
+    answering (write-behind), and a write that timed out on a busy machine is not retried, so re-send
+    for a few seconds until every answer is cached."""
+    hits = 0
+    for _ in range(10):
+        again = asyncio.run(_traffic(base_url, tickets, clients=4))
+        assert all(status == 200 for status, _ in again)
+        hits = sum(cached is True for _, cached in again)
+        if hits == len(tickets):
+            break
+        time.sleep(0.5)
+    return hits
+
+
 def _tickets(prefix: str, n: int) -> list[dict[str, Any]]:
     return [
         {"subject": f"{prefix} laptop {i} will not boot", "description": "Black screen after update."}
@@ -61,9 +76,8 @@ def test_redis_killed_under_traffic_then_restarted(
         base = server.base_url
         warm = _tickets("warm", 20)
         first = asyncio.run(_traffic(base, warm, clients=4))
-        again = asyncio.run(_traffic(base, warm, clients=4))
-        assert all(status == 200 for status, _ in first + again)
-        assert sum(cached is True for _, cached in again) == 20  # served from the private Redis
+        assert all(status == 200 for status, _ in first)
+        assert _cached_after_write_behind(base, warm) == 20  # served from the private Redis
         assert _readyz(base)["checks"]["cache"]["breaker"] == "closed"
 
         async def kill_mid_traffic() -> list[tuple[int, bool | None]]:
@@ -97,16 +111,9 @@ def test_redis_killed_under_traffic_then_restarted(
         assert state == "closed"
         recompute = asyncio.run(_traffic(base, warm, clients=4))
         assert all(status == 200 for status, _ in recompute)
-        # Cache writes happen after answering (write-behind), so give the last ones a moment to land.
-        for _ in range(10):
-            cached_again = asyncio.run(_traffic(base, warm, clients=4))
-            assert all(status == 200 for status, _ in cached_again)
-            hits = sum(cached is True for _, cached in cached_again)
-            if hits == len(cached_again):
-                break
-            time.sleep(0.5)
-        print(f"redis back: breaker {state}, cached answers after recovery {hits}/{len(cached_again)}")
-        assert hits == len(cached_again)
+        hits = _cached_after_write_behind(base, warm)
+        print(f"redis back: breaker {state}, cached answers after recovery {hits}/{len(warm)}")
+        assert hits == len(warm)
         assert _metric(base, "triage_cache_breaker_state") == 0.0
         assert _metric(base, 'triage_cache_breaker_transitions_total{state="open"}') >= 1
         assert _metric(base, 'triage_cache_breaker_transitions_total{state="closed"}') >= 1

@@ -19,18 +19,8 @@ from ticket_triage.feedback.corrections import (
     merge_corrections,
     read_corrections,
 )
+from ticket_triage.serving.routes.reviews import EXPORT_COLUMNS
 
-EXPORT_COLUMNS = [
-    "ticket_id",
-    "subject",
-    "description",
-    "created_at",
-    "channel",
-    "customer_tier",
-    "urgency",
-    "category",
-    "priority",
-]
 ORIGINAL = ColumnMap(text=("subject", "body"), label="queue", priority="priority", id="id")
 
 

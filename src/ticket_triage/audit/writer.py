@@ -195,7 +195,7 @@ class DurableWriter:
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
             try:
-                insert_audit(self._engine, batch)
+                insert_audit(self._engine, batch, skip_existing=False)
             except Exception as exc:
                 log.warning("audit write failed (%s); spooling %d record(s)", _short(exc), len(batch))
                 self._count(write_failures=1)
