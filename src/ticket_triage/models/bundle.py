@@ -151,6 +151,12 @@ def mark_live(bundle_path: Path) -> None:
     tmp.replace(pointer)
 
 
+def load_reference_pca(path: Path) -> Any | None:
+    """The embeddings' principal components fitted at training (absent in bundles without embeddings)."""
+    pca_path = path / REFERENCE_PCA_FILE
+    return joblib.load(pca_path) if pca_path.exists() else None
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))

@@ -53,15 +53,12 @@ def drift_report_html(reference: pd.DataFrame, current: pd.DataFrame) -> str:
 
 def rows_of_frame(bundle: Any, frame: pd.DataFrame) -> list[WindowRow]:
     """Score a loaded ticket table with a bundle and keep what the drift window keeps per ticket."""
-    import joblib
-
-    from ticket_triage.models.bundle import REFERENCE_PCA_FILE
+    from ticket_triage.models.bundle import load_reference_pca
     from ticket_triage.models.predictor import CATEGORY, predict_probas
     from ticket_triage.monitoring.drift import SignalExtractor
 
     features, probas = predict_probas(bundle, frame)
-    pca_path = bundle.path / REFERENCE_PCA_FILE
-    extractor = SignalExtractor(bundle.reference, joblib.load(pca_path) if pca_path.exists() else None)
+    extractor = SignalExtractor(bundle.reference, load_reference_pca(bundle.path))
     labels = bundle.targets[CATEGORY].labels
     category = probas[CATEGORY]
     best = category.argmax(axis=1)

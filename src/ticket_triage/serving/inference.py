@@ -14,13 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from ticket_triage.data.schema import CHANNEL, CREATED_AT, TEXT, TEXT_JOINER, TIER, URGENCY
 from ticket_triage.features.base import FeatureSet, normalize_whitespace, texts_of
-from ticket_triage.models.bundle import EVALUATION_DIR, REFERENCE_PCA_FILE, Bundle
+from ticket_triage.models.bundle import EVALUATION_DIR, Bundle, load_reference_pca
 from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas
 from ticket_triage.monitoring.drift import SignalExtractor
 from ticket_triage.serving.schemas import LabelProbability, Prediction, Ticket
@@ -138,7 +137,7 @@ class ServingModel:
         self.category_labels: list[str] = list(bundle.targets[CATEGORY].labels)
         priority = bundle.targets.get(PRIORITY)
         self.priority_labels: list[str] | None = None if priority is None else list(priority.labels)
-        self.signals = SignalExtractor(bundle.reference, _load_reference_pca(bundle.path))
+        self.signals = SignalExtractor(bundle.reference, load_reference_pca(bundle.path))
         self._fast_members: dict[tuple[str, str], Callable[[list[str]], np.ndarray]] = {}
         self._fast_embeddings: Callable[[pd.DataFrame], np.ndarray] | None = None
         if onnx_dir is not None:
@@ -296,12 +295,6 @@ class ServingModel:
             "targets": targets,
             "evaluation": evaluation_summary(self.bundle.path),
         }
-
-
-def _load_reference_pca(bundle_path: Path) -> Any | None:
-    """The embeddings' principal components fitted at training (absent in bundles without embeddings)."""
-    path = bundle_path / REFERENCE_PCA_FILE
-    return joblib.load(path) if path.exists() else None
 
 
 _SUMMARY_KEYS = ("accuracy", "macro_f1", "ece", "coverage", "covered_accuracy")
