@@ -29,7 +29,9 @@ run: install
 demo: install
 	$(TRIAGE) demo --out models
 
+# The browser and Prometheus tests use Debian's chromium and prometheus; installed here when missing.
 test: install
+	bash scripts/install_system_deps.sh
 	$(PY) -m pytest
 
 test-fast: install
