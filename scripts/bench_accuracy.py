@@ -105,7 +105,6 @@ def bench(name: str, ds: Dataset, shared: Path, out: Path, test_size: float, see
             *extra,
             "--out",
             str(work / "models"),
-            "--optimize-weights",
         ],
         work / "train.log",
     )
@@ -156,9 +155,9 @@ def render(results: list[dict]) -> str:
         "## Accuracy",
         "",
         "Produced by `scripts/bench_accuracy.py` on this project's 2-core, no-GPU machine.",
-        "Each dataset gets a stratified, seeded 20 % test split that training never sees; `triage train "
-        "--optimize-weights` runs on the other 80 % (which it splits again into train/validation/test), "
-        "and `triage evaluate` scores the unseen 20 %. Figures are from one run.",
+        "Each dataset gets a stratified, seeded 20 % test split that training never sees; plain `triage "
+        "train` runs on the other 80 % (which it splits again into train/validation/test), and `triage "
+        "evaluate` scores the unseen 20 %. Figures are from one run.",
         "",
     ]
     for r in results:

@@ -67,7 +67,6 @@ def ensure_default_model(models: Path) -> None:
             "category",
             "--out",
             str(models),
-            "--optimize-weights",
         ],
         check=True,
     )

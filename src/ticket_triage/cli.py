@@ -90,15 +90,23 @@ def train(
     channel: ChannelOpt = None,
     tier: TierOpt = None,
     urgency: UrgencyOpt = None,
-    optimize_weights: Annotated[
-        bool, typer.Option("--optimize-weights", help="Learn member weights on the validation split.")
-    ] = False,
+    weights: Annotated[
+        str,
+        typer.Option(
+            "--weights",
+            help="learned: fitted on out-of-fold predictions (best); seed: the published weights.",
+        ),
+    ] = "learned",
     features: Annotated[Path | None, typer.Option("--features", help="Feature config TOML.")] = None,
     bert_epochs: Annotated[
-        int | None, typer.Option("--bert-epochs", help="Fine-tuning epochs of the BERT member.")
+        int | None, typer.Option("--bert-epochs", help="Fine-tuning epochs of the sentence encoder.")
     ] = None,
 ) -> None:
     """Train the five-member ensemble (and a priority model when --priority is given) into a new bundle."""
+    from ticket_triage.models.training import WEIGHTINGS
+
+    if weights not in WEIGHTINGS:
+        _fail(f"--weights must be one of {', '.join(WEIGHTINGS)}, got {weights!r}")
     from ticket_triage.config import Settings
     from ticket_triage.features.config import FeatureConfig
     from ticket_triage.models.evaluation import write_training_report
@@ -120,7 +128,7 @@ def train(
             loaded.frame,
             settings=settings,
             feature_config=feature_config,
-            optimize=optimize_weights,
+            weighting=weights,
             out_dir=out,
             data_info={
                 "data_files": [str(p) for p in data],
@@ -267,7 +275,9 @@ def demo(
         "data/demo_tickets.csv"
     ),
     rows: Annotated[int, typer.Option("--rows", min=200, help="Demo tickets to generate.")] = 3000,
-    bert_epochs: Annotated[int, typer.Option("--bert-epochs", help="BERT fine-tuning epochs.")] = 2,
+    bert_epochs: Annotated[
+        int, typer.Option("--bert-epochs", help="Sentence-encoder fine-tuning epochs.")
+    ] = 2,
 ) -> None:
     """Generate synthetic demo tickets and train on them unless a live model already exists."""
     from ticket_triage.data.demo import write_demo_csv
@@ -291,7 +301,7 @@ def demo(
         channel="channel",
         tier="customer_tier",
         urgency=None,
-        optimize_weights=True,
+        weights="learned",
         features=None,
         bert_epochs=bert_epochs,
     )

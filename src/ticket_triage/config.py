@@ -36,14 +36,23 @@ class Settings(BaseSettings):
     # A class needs at least this many rows to be split across train/validation/test.
     min_rows_per_class: int = Field(3, ge=1)
 
-    threads: int = Field(2, ge=1)
+    #: Threads per library pool; None = the CPUs this process may use (affinity and cgroup quota).
+    threads: int | None = Field(None, ge=1)
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
-    bert_epochs: int = Field(4, ge=0)
+    #: Cross-fitting folds: the encoder is fine-tuned once per fold (plus once on all rows) so no member
+    #: trains on vectors of rows the encoder saw, and the other members are refitted per fold for the
+    #: out-of-fold predictions the ensemble weights are learned from.
+    cv_folds: int = Field(3, ge=2, le=10)
+    #: Rare classes weigh more in every member's loss: (rows / (classes * class rows)) ** power.
+    class_weight_power: float = Field(0.5, ge=0.0, le=1.0)
+
+    #: Fine-tuning of the sentence encoder (its heads are the ensemble's "bert" member).
+    bert_epochs: int = Field(3, ge=1)
     bert_batch_size: int = Field(32, ge=1)
     bert_learning_rate: float = Field(1.5e-4, gt=0)
-    bert_max_length: int = Field(128, ge=8, le=512)
-    bert_precision: str = "bf16"
+    #: Overrides ``max_seq_length`` of the feature config's [embeddings] (tokens) when set.
+    bert_max_length: int | None = Field(None, ge=8, le=512)
 
     xgboost_rounds: int = Field(300, ge=1)
     lightgbm_rounds: int = Field(300, ge=1)

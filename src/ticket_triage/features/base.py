@@ -33,6 +33,14 @@ def texts_of(frame: pd.DataFrame) -> list[str]:
     return ["" if not isinstance(t, str) else t for t in frame[TEXT].tolist()]
 
 
+@dataclass(frozen=True)
+class EncoderOutput:
+    """What the sentence encoder gives for a batch: vectors, and each fine-tuned target's class scores."""
+
+    embeddings: np.ndarray
+    heads: dict[str, np.ndarray] = field(default_factory=dict)
+
+
 @dataclass
 class FeatureSet:
     """Everything the members need for a batch of tickets, computed once and shared.
@@ -47,6 +55,8 @@ class FeatureSet:
     sparse: sp.csr_matrix | None = None
     sparse_names: list[str] = field(default_factory=list)
     blocks: dict[str, slice] = field(default_factory=dict)
+    #: Class probabilities per target from the fine-tuned encoder's heads (same pass as the embeddings).
+    heads: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -64,4 +74,5 @@ class FeatureSet:
             sparse=None if self.sparse is None else self.sparse[index],
             sparse_names=self.sparse_names,
             blocks=self.blocks,
+            heads={name: probs[index] for name, probs in self.heads.items()},
         )

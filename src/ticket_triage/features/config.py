@@ -29,7 +29,8 @@ class EmbeddingsConfig(_Family):
     batch_size: int = Field(64, ge=1)
     max_seq_length: int = Field(128, ge=8, le=512)
     normalize: bool = True
-    precision: Literal["fp32", "bf16"] = "bf16"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    fine_tune: bool = True
 
 
 class EntitiesConfig(_Family):

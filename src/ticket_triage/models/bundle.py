@@ -16,7 +16,7 @@ import joblib
 from ticket_triage.features.pipeline import FeaturePipeline
 from ticket_triage.models.target import TargetModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one fine-tuned encoder feeds every member (model v2)
 LIVE_POINTER = "LIVE"
 MANIFEST = "manifest.json"
 PIPELINE_FILE = "pipeline.joblib"

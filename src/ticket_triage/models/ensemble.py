@@ -52,9 +52,14 @@ def _check_probas(member_probas: Mapping[str, np.ndarray]) -> tuple[int, int]:
 
 
 def combine(member_probas: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
-    """Weighted average of the members' class probabilities (rows still sum to 1)."""
+    """Weighted average of the members' class probabilities (rows still sum to 1).
+
+    A member with weight 0 may be left out of ``member_probas``: serving does not run members that
+    cannot change the answer.
+    """
     n, k = _check_probas(member_probas)
-    normalized = normalize_weights(weights, list(member_probas))
+    names = set(member_probas) | {name for name, w in weights.items() if w == 0}
+    normalized = normalize_weights(weights, names)
     out = np.zeros((n, k), dtype=np.float64)
     for name, w in normalized.items():
         if w > 0:
@@ -78,6 +83,11 @@ class WeightedEnsemble:
         """Each member's probabilities; members with weight 0 are still run so they can be re-weighted."""
         return {name: member.predict_proba(features) for name, member in self.members.items()}
 
+    @property
+    def active(self) -> dict[str, Member]:
+        """The members whose vote counts; the others cost CPU without moving any answer."""
+        return {name: m for name, m in self.members.items() if self.weights[name] > 0}
+
     def combine(
         self, member_probas: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None
     ) -> np.ndarray:
@@ -85,7 +95,7 @@ class WeightedEnsemble:
         return combine(member_probas, self.weights if weights is None else weights)
 
     def predict_proba(self, features: FeatureSet) -> np.ndarray:
-        return self.combine(self.member_probas(features))
+        return self.combine({name: m.predict_proba(features) for name, m in self.active.items()})
 
 
 def log_loss_of_mix(

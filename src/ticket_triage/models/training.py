@@ -1,9 +1,15 @@
-"""Training orchestration: split, compute features once, train both targets, calibrate, report, save."""
+"""Training orchestration: split, compute features once, train both targets, calibrate, report, save.
+
+Weights are learned on out-of-fold predictions over all training rows (each row scored by a copy of each
+member that never saw it), not on a small validation slice: with 77 classes a 10 % slice is too few rows
+per class to tell members apart, and learned weights there gave the trees 0 and LogReg everything.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,15 +23,20 @@ from ticket_triage.data.splits import Splits, fingerprint, split_frame
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.features.config import FeatureConfig
 from ticket_triage.features.pipeline import FeaturePipeline
+from ticket_triage.models.base import Member, unfitted_copy
 from ticket_triage.models.baseline import LinearSvcBaseline
 from ticket_triage.models.bundle import LIVE_POINTER, mark_live, save_bundle
 from ticket_triage.models.calibration import TemperatureScaler
 from ticket_triage.models.ensemble import WeightedEnsemble, optimize_weights
-from ticket_triage.models.members import build_members
+from ticket_triage.models.members import EncoderHeadMember, build_members
 from ticket_triage.models.target import TargetModel
 from ticket_triage.monitoring.reference import build_reference
+from ticket_triage.runtime import resolve_precision, usable_cpus
 
 log = logging.getLogger(__name__)
+
+#: "learned": weights fitted on out-of-fold predictions (the default); "seed": the published weights.
+WEIGHTINGS = ("learned", "seed")
 
 
 @dataclass
@@ -63,22 +74,83 @@ def encode_labels(values: pd.Series, labels: list[str]) -> tuple[np.ndarray, np.
     return codes, codes >= 0
 
 
+def target_labels(values: pd.Series) -> list[str]:
+    """The classes a target learns: every label present in the training rows, sorted."""
+    return sorted(values.dropna().value_counts().index.tolist())
+
+
+def _fit_fold(member: Member, features: FeatureSet, y: np.ndarray, n_classes: int) -> Member:
+    """Fit ``member`` on a fold whose rows may lack a rare class (:func:`_fold_proba` restores columns)."""
+    present = np.unique(y)
+    if len(present) == n_classes:
+        return member.fit(features, y, n_classes)
+    remap = np.full(n_classes, -1, dtype=np.int64)
+    remap[present] = np.arange(len(present))
+    member.fit(features, remap[y], len(present))
+    member.fold_classes_ = present  # type: ignore[attr-defined]
+    return member
+
+
+def _fold_proba(member: Member, features: FeatureSet, n_classes: int) -> np.ndarray:
+    probs = member.predict_proba(features)
+    present = getattr(member, "fold_classes_", None)
+    if present is None:
+        return probs
+    out = np.zeros((len(features), n_classes))
+    out[:, present] = probs
+    return out
+
+
+def out_of_fold_probas(
+    members: dict[str, Member], features: FeatureSet, y: np.ndarray, n_classes: int, folds: int, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Each member's probabilities for every training row from a copy that never saw that row.
+
+    The encoder head's training-row scores are cross-fitted already (features/embeddings.py); the other
+    members are refitted per fold, boosters with the number of rounds their early stopping chose.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # classes rarer than the fold count are expected
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    oof: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    for name, member in members.items():
+        start = time.perf_counter()
+        if isinstance(member, EncoderHeadMember):
+            oof[name] = member.predict_proba(features)
+            continue
+        rounds = getattr(member, "n_rounds_", None)
+        out = np.zeros((len(y), n_classes))
+        for fit_rows, out_rows in splits:
+            if len(np.unique(y[fit_rows])) < 2:
+                out[out_rows] = 1.0 / n_classes
+                continue
+            copy = unfitted_copy(member, **({"rounds": rounds} if rounds else {}))
+            _fit_fold(copy, features.subset(fit_rows), y[fit_rows], n_classes)
+            out[out_rows] = _fold_proba(copy, features.subset(out_rows), n_classes)
+        oof[name] = out
+        seconds[name] = round(time.perf_counter() - start, 1)
+    return oof, seconds
+
+
 def train_target(
     name: str,
     values: pd.Series,
+    labels: list[str],
     splits: Splits,
     features: dict[str, FeatureSet],
     settings: Settings,
-    optimize: bool,
+    weighting: str,
 ) -> TargetResult:
-    """Fit the five members, weigh and calibrate them on validation, evaluate on test."""
-    train_values = values.iloc[splits.train]
-    counts = train_values.dropna().value_counts()
-    labels = sorted(counts.index.tolist())
+    """Fit the members, learn their weights out of fold, calibrate on validation, evaluate on test."""
     if len(labels) < 2:
         raise ValueError(
             f"target {name!r} has {len(labels)} class(es) in the training split; need at least 2"
         )
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     y = {}
     rows = {}
     for split, index in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
@@ -86,16 +158,14 @@ def train_target(
         y[split], rows[split] = codes[mask], np.flatnonzero(mask)
     fs = {split: features[split].subset(rows[split]) for split in features}
     members = build_members(
+        target=name,
         seed=settings.seed,
-        threads=settings.threads,
+        threads=settings.threads or usable_cpus(),
         xgboost_rounds=settings.xgboost_rounds,
         lightgbm_rounds=settings.lightgbm_rounds,
         forest_trees=settings.forest_trees,
-        bert_epochs=settings.bert_epochs,
-        bert_batch_size=settings.bert_batch_size,
-        bert_learning_rate=settings.bert_learning_rate,
-        bert_max_length=settings.bert_max_length,
-        bert_precision=settings.bert_precision,
+        class_weight_power=settings.class_weight_power,
+        with_encoder_head=name in fs["train"].heads,
     )
     seconds: dict[str, float] = {}
     eval_set = (fs["validation"], y["validation"])
@@ -105,11 +175,15 @@ def train_target(
         member.fit(fs["train"], y["train"], len(labels), eval_set=eval_set)
         seconds[member_name] = round(time.perf_counter() - start, 1)
 
-    seed_weights = {k: settings.weights[k] for k in members}
-    validation_probas = {k: m.predict_proba(fs["validation"]) for k, m in members.items()}
-    learned = optimize_weights(validation_probas, y["validation"])
-    chosen = learned if optimize else seed_weights
+    oof, oof_seconds = out_of_fold_probas(
+        members, fs["train"], y["train"], len(labels), settings.cv_folds, settings.seed
+    )
+    seconds.update({f"{k} (out-of-fold refits)": v for k, v in oof_seconds.items()})
+    seed_weights = {k: settings.weights.get(k, 0.0) for k in members}
+    learned = optimize_weights(oof, y["train"])
+    chosen = learned if weighting == "learned" else seed_weights
     ensemble = WeightedEnsemble(members, chosen)
+    validation_probas = {k: m.predict_proba(fs["validation"]) for k, m in members.items()}
     validation_mix = ensemble.combine(validation_probas)
     calibrator = TemperatureScaler().fit(validation_mix, y["validation"])
     calibrated = calibrator.transform(validation_mix)
@@ -139,13 +213,25 @@ def train_target(
     )
 
 
+def encoder_tuning(settings: Settings) -> dict[str, Any]:
+    """The run's settings the sentence encoder takes when it fine-tunes (see features/embeddings.py)."""
+    return {
+        "epochs": settings.bert_epochs,
+        "train_batch_size": settings.bert_batch_size,
+        "learning_rate": settings.bert_learning_rate,
+        "class_weight_power": settings.class_weight_power,
+        "folds": settings.cv_folds,
+        "threads": settings.threads,
+    }
+
+
 def train_bundle(
     frame: pd.DataFrame,
     *,
     settings: Settings,
     feature_config: FeatureConfig,
-    optimize: bool,
     out_dir: Path,
+    weighting: str = "learned",
     data_info: dict[str, Any],
     mark_live_if_first: bool = True,
 ) -> TrainResult:
@@ -162,17 +248,30 @@ def train_bundle(
         min_rows_per_class=settings.min_rows_per_class,
         seed=settings.seed,
     )
-    pipeline = FeaturePipeline(feature_config, random_state=settings.seed)
-    features = {"train": pipeline.fit_transform(frame.iloc[splits.train])}
+    if settings.bert_max_length is not None:
+        embeddings = feature_config.embeddings.model_copy(update={"max_seq_length": settings.bert_max_length})
+        feature_config = feature_config.model_copy(update={"embeddings": embeddings})
+    columns = {"category": frame[LABEL]}
+    if PRIORITY in frame.columns and frame[PRIORITY].notna().any():
+        columns["priority"] = frame[PRIORITY]
+    labels = {name: target_labels(values.iloc[splits.train]) for name, values in columns.items()}
+    encoder_targets = {
+        name: (encode_labels(columns[name].iloc[splits.train], labs)[0], len(labs))
+        for name, labs in labels.items()
+        if len(labs) >= 2
+    }
+    pipeline = FeaturePipeline(feature_config, random_state=settings.seed, tuning=encoder_tuning(settings))
+    features = {"train": pipeline.fit_transform(frame.iloc[splits.train], targets=encoder_targets)}
     for split in ("validation", "test"):
         index = getattr(splits, split)
         if len(index):
             features[split] = pipeline.transform(frame.iloc[index])
     feature_seconds = {k: round(v, 1) for k, v in pipeline.timings_.items()}
 
-    targets = {"category": train_target("category", frame[LABEL], splits, features, settings, optimize)}
-    if PRIORITY in frame.columns and frame[PRIORITY].notna().any():
-        targets["priority"] = train_target("priority", frame[PRIORITY], splits, features, settings, optimize)
+    targets = {
+        name: train_target(name, values, labels[name], splits, features, settings, weighting)
+        for name, values in columns.items()
+    }
 
     models = {name: result.model for name, result in targets.items()}
     predicted = {name: result.validation_predictions for name, result in targets.items()}
@@ -187,7 +286,9 @@ def train_bundle(
     info = {
         "data_fingerprint": fingerprint(frame),
         "routing_threshold": settings.routing_threshold,
-        "weights_optimized": optimize,
+        "weighting": weighting,
+        "precision": resolve_precision(feature_config.embeddings.precision),
+        "cross_fitting_folds": settings.cv_folds,
         "feature_config": feature_config.model_dump(),
         "feature_names": pipeline.get_feature_names_out().tolist(),
         "rows": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},

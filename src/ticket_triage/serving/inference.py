@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ticket_triage.data.schema import CHANNEL, CREATED_AT, TEXT, TEXT_JOINER, TIER, URGENCY
-from ticket_triage.features.base import FeatureSet, normalize_whitespace, texts_of
+from ticket_triage.features.base import FeatureSet, normalize_whitespace
 from ticket_triage.models.bundle import EVALUATION_DIR, Bundle, load_reference_pca
 from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas
 from ticket_triage.monitoring.drift import SignalExtractor
@@ -105,17 +105,14 @@ def tickets_frame(tickets: Sequence[Ticket]) -> pd.DataFrame:
     )
 
 
-#: Feature families that go to the helper thread after the encoder members, to balance the two threads
-#: (spaCy's parser is compiled code that gives up the interpreter lock while it works).
-_HELPER_FAMILIES = ("entities",)
 #: Tree members whose prediction runs in compiled code without the interpreter lock; the helper thread is
-#: idle by the time the features are ready, so one of them runs there beside the others.
+#: idle once the encoder is done, so one of them runs there beside the others.
 _HELPER_MEMBERS = ("xgboost",)
 
 
-#: Up to this many tickets a pass runs the encoders in ONNX Runtime (float32, about 6 ms per encoder for
-#: one ticket against 10 in eager torch); larger passes use torch in bf16, faster per ticket in bulk
-#: (measured at 256 tickets: 143 tickets/s with torch against 123 with ONNX Runtime).
+#: Up to this many tickets a pass runs the encoder in ONNX Runtime (float32, about 6 ms for one ticket
+#: against 10 in eager torch); larger passes use torch, faster per ticket in bulk (measured at 256
+#: tickets: 143 tickets/s with torch against 123 with ONNX Runtime).
 ONNX_MAX_ROWS = 16
 
 
@@ -123,41 +120,26 @@ class ServingModel:
     """A bundle wrapped for the service; immutable once built, so swapping the reference is atomic."""
 
     def __init__(self, bundle: Bundle, onnx_dir: Path | None = None) -> None:
-        """``onnx_dir``: run the encoders through ONNX Runtime, their exported graphs cached there."""
+        """``onnx_dir``: run the encoder through ONNX Runtime, its exported graph cached there."""
         if CATEGORY not in bundle.targets:
             raise ValueError(f"bundle {bundle.version} has no {CATEGORY!r} target; it cannot route tickets")
         self.bundle = bundle
-        for target in bundle.targets.values():
-            for member in target.ensemble.members.values():
-                if getattr(member, "reads_text_only", False):
-                    # The encoder members run on their own thread beside the pipeline: one core each.
-                    member.threads = 1
         self.version = bundle.version
         self.threshold = bundle.threshold
         self.category_labels: list[str] = list(bundle.targets[CATEGORY].labels)
         priority = bundle.targets.get(PRIORITY)
         self.priority_labels: list[str] | None = None if priority is None else list(priority.labels)
         self.signals = SignalExtractor(bundle.reference, load_reference_pca(bundle.path))
-        self._fast_members: dict[tuple[str, str], Callable[[list[str]], np.ndarray]] = {}
-        self._fast_embeddings: Callable[[pd.DataFrame], np.ndarray] | None = None
-        if onnx_dir is not None:
-            self._export_encoders(Path(onnx_dir))
-
-    def _export_encoders(self, onnx_dir: Path) -> None:
-        for target_name, target in self.bundle.targets.items():
-            for name, member in target.ensemble.members.items():
-                if hasattr(member, "onnx_predictor"):
-                    folder = onnx_dir / self.version / target_name
-                    self._fast_members[(target_name, name)] = member.onnx_predictor(folder)
+        self._fast_encoder: Callable[[pd.DataFrame], Any] | None = None
         family = self.bundle.pipeline.family("embeddings")
-        if family is not None and hasattr(family, "onnx_transform"):
-            self._fast_embeddings = family.onnx_transform(onnx_dir)
+        if onnx_dir is not None and family is not None and hasattr(family, "onnx_encode"):
+            self._fast_encoder = family.onnx_encode(Path(onnx_dir) / self.version)
 
     def score(self, tickets: Sequence[Ticket], helper: Executor | None = None) -> list[Scores]:
         """One vectorised pass over every ticket (CPU-bound: run it off the event loop).
 
-        With a ``helper`` thread, members that read only the text (the fine-tuned encoder) run on it
-        while this thread computes the features, so the two transformer passes use both cores.
+        With a ``helper`` thread the sentence encoder (one forward pass for the embeddings and the "bert"
+        member's scores) runs on it while this thread computes the other feature families.
         """
         if not tickets:
             return []
@@ -182,30 +164,18 @@ class ServingModel:
         self, frame: pd.DataFrame, helper: Executor
     ) -> tuple[FeatureSet, dict[str, np.ndarray]]:
         normalized = normalize_whitespace(frame)
-        texts = texts_of(normalized)  # exactly the texts the pipeline hands its members
-        text_view = FeatureSet(texts=texts, dense=np.zeros((len(texts), 0), dtype=np.float32), dense_names=[])
-        side: dict[tuple[str, str], Future[np.ndarray]] = {}
-        small = len(texts) <= ONNX_MAX_ROWS
-        for target_name, target in self.bundle.targets.items():
-            for name, member in target.ensemble.members.items():
-                fast = self._fast_members.get((target_name, name)) if small else None
-                if fast is not None:
-                    side[(target_name, name)] = helper.submit(fast, texts)
-                elif getattr(member, "reads_text_only", False):
-                    side[(target_name, name)] = helper.submit(member.predict_proba, text_view)
         pipeline = self.bundle.pipeline
-        moved = {
-            name: helper.submit(family.transform, normalized)
-            for name in _HELPER_FAMILIES
-            if (family := pipeline.family(name)) is not None
-        }
-        if small and self._fast_embeddings is not None:
-            moved["embeddings"] = done = Future()
-            done.set_result(self._fast_embeddings(normalized))
-        features = pipeline.transform(frame, moved)
+        moved: dict[str, Future[Any]] = {}
+        encoder = pipeline.family("embeddings")
+        if encoder is not None:
+            small = len(normalized) <= ONNX_MAX_ROWS
+            encode = self._fast_encoder if small and self._fast_encoder is not None else encoder.encode
+            moved["embeddings"] = helper.submit(encode, normalized)
+        features = pipeline.transform(normalized, moved)
+        side: dict[tuple[str, str], Future[np.ndarray]] = {}
         for target_name, target in self.bundle.targets.items():
             for name in _HELPER_MEMBERS:
-                if name in target.ensemble.members and (target_name, name) not in side:
+                if name in target.ensemble.active:
                     side[(target_name, name)] = helper.submit(
                         target.ensemble.members[name].predict_proba, features
                     )
@@ -213,13 +183,13 @@ class ServingModel:
         for target_name, target in self.bundle.targets.items():
             member_probas = {
                 name: member.predict_proba(features)
-                for name, member in target.ensemble.members.items()
+                for name, member in target.ensemble.active.items()
                 if (target_name, name) not in side
             }
             member_probas.update(
                 {
                     name: side[(target_name, name)].result()
-                    for name in target.ensemble.members
+                    for name in target.ensemble.active
                     if (target_name, name) in side
                 }
             )

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ticket_triage.models.base import Member
-from ticket_triage.models.members.bert import BertMember
+from ticket_triage.models.members.bert import EncoderHeadMember
 from ticket_triage.models.members.boosting import LightGBMMember, XGBoostMember
 from ticket_triage.models.members.forest import RandomForestMember
 from ticket_triage.models.members.linear import LogRegMember
 
 __all__ = [
-    "BertMember",
+    "EncoderHeadMember",
     "LightGBMMember",
     "LogRegMember",
     "RandomForestMember",
@@ -22,35 +20,32 @@ __all__ = [
 
 def build_members(
     *,
+    target: str,
     xgboost_rounds: int,
     lightgbm_rounds: int,
     forest_trees: int,
     threads: int,
     seed: int,
-    bert_epochs: int,
-    bert_batch_size: int,
-    bert_learning_rate: float,
-    bert_max_length: int,
-    bert_precision: str,
-    bert_model_path: str | Path | None = None,
-    progress: bool = True,
+    class_weight_power: float = 0.0,
+    with_encoder_head: bool = True,
 ) -> dict[str, Member]:
-    """All members keyed by the names the ensemble weights use (see ``DEFAULT_WEIGHTS``)."""
+    """All members keyed by the names the ensemble weights use (see ``DEFAULT_WEIGHTS``).
+
+    The "bert" member reads the fine-tuned encoder's ``target`` head; without a fine-tuned encoder
+    (``with_encoder_head=False``) the ensemble has four members.
+    """
     members: list[Member] = [
-        XGBoostMember(rounds=xgboost_rounds, threads=threads, seed=seed),
-        LightGBMMember(rounds=lightgbm_rounds, threads=threads, seed=seed),
-        RandomForestMember(trees=forest_trees, threads=threads, seed=seed),
-        BertMember(
-            model_path=bert_model_path,
-            epochs=bert_epochs,
-            batch_size=bert_batch_size,
-            learning_rate=bert_learning_rate,
-            max_length=bert_max_length,
-            precision=bert_precision,
-            threads=threads,
-            seed=seed,
-            progress=progress,
+        XGBoostMember(
+            rounds=xgboost_rounds, threads=threads, seed=seed, class_weight_power=class_weight_power
         ),
-        LogRegMember(threads=threads, seed=seed),
+        LightGBMMember(
+            rounds=lightgbm_rounds, threads=threads, seed=seed, class_weight_power=class_weight_power
+        ),
+        RandomForestMember(
+            trees=forest_trees, threads=threads, seed=seed, class_weight_power=class_weight_power
+        ),
+        LogRegMember(threads=threads, seed=seed, class_weight_power=class_weight_power),
     ]
+    if with_encoder_head:
+        members.insert(3, EncoderHeadMember(target=target))
     return {m.name: m for m in members}

@@ -6,6 +6,7 @@ import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
 
+from ticket_triage.data.class_balance import sample_weights
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.members._inputs import (
     as_probabilities,
@@ -30,6 +31,7 @@ class XGBoostMember:
         subsample: float = 0.8,
         min_child_weight: float = 1.0,
         early_stopping_rounds: int = 20,
+        class_weight_power: float = 0.0,
         name: str = "xgboost",
     ) -> None:
         if rounds < 1:
@@ -45,6 +47,7 @@ class XGBoostMember:
         self.subsample = subsample
         self.min_child_weight = min_child_weight
         self.early_stopping_rounds = early_stopping_rounds
+        self.class_weight_power = class_weight_power
         self.n_classes_: int | None = None
         # Boosting rounds kept: the early-stopping optimum, or all of them without an eval set.
         self.n_rounds_: int | None = None
@@ -77,7 +80,8 @@ class XGBoostMember:
         fit_kwargs: dict[str, object] = {"verbose": False}
         if evals is not None:
             fit_kwargs["eval_set"] = [(evals[0].dense, evals[1])]
-        model.fit(features.dense, labels, **fit_kwargs)
+        weights = sample_weights(labels, n_classes, self.class_weight_power)
+        model.fit(features.dense, labels, sample_weight=weights, **fit_kwargs)
         self._model = model
         self.n_classes_ = n_classes
         self.n_rounds_ = int(model.best_iteration) + 1 if evals is not None else self.rounds
@@ -110,6 +114,7 @@ class LightGBMMember:
         max_delta_step: float = 2.0,
         lambda_l2: float = 1.0,
         early_stopping_rounds: int = 20,
+        class_weight_power: float = 0.0,
         name: str = "lightgbm",
     ) -> None:
         if rounds < 1:
@@ -127,6 +132,7 @@ class LightGBMMember:
         self.max_delta_step = max_delta_step
         self.lambda_l2 = lambda_l2
         self.early_stopping_rounds = early_stopping_rounds
+        self.class_weight_power = class_weight_power
         self.n_classes_: int | None = None
         self.n_rounds_: int | None = None
         self._booster: lgb.Booster | None = None
@@ -163,7 +169,8 @@ class LightGBMMember:
     ) -> LightGBMMember:
         labels = check_training_input(self.name, features, y, n_classes)
         evals = check_eval_set(self.name, eval_set, n_classes)
-        train = lgb.Dataset(features.dense, label=labels, free_raw_data=True)
+        weights = sample_weights(labels, n_classes, self.class_weight_power)
+        train = lgb.Dataset(features.dense, label=labels, weight=weights, free_raw_data=True)
         valid_sets: list[lgb.Dataset] = []
         callbacks: list[object] = []
         if evals is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
+from ticket_triage.data.class_balance import sample_weights
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.members._inputs import as_probabilities, check_training_input, require_fitted
 from ticket_triage.models.members.flat_forest import FlatForest
@@ -24,6 +25,7 @@ class RandomForestMember:
         seed: int = 13,
         min_samples_leaf: int = 1,
         max_features: str | float = "sqrt",
+        class_weight_power: float = 0.0,
         name: str = "random_forest",
     ) -> None:
         if trees < 1:
@@ -34,6 +36,7 @@ class RandomForestMember:
         self.seed = seed
         self.min_samples_leaf = min_samples_leaf
         self.max_features = max_features
+        self.class_weight_power = class_weight_power
         self.n_classes_: int | None = None
         self._model: RandomForestClassifier | None = None
         self._flat: FlatForest | None = None
@@ -53,7 +56,9 @@ class RandomForestMember:
             n_jobs=self.threads,
             random_state=self.seed,
         )
-        model.fit(features.dense, labels)
+        model.fit(
+            features.dense, labels, sample_weight=sample_weights(labels, n_classes, self.class_weight_power)
+        )
         self._model = model
         self._flat = None
         self.n_classes_ = n_classes

@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from ticket_triage.data.class_balance import sample_weights
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.base import MemberTrainingError
 from ticket_triage.models.members._inputs import as_probabilities, check_training_input, require_fitted
@@ -27,6 +28,7 @@ class LogRegMember:
         max_iter: int = 300,
         threads: int = 2,
         seed: int = 13,
+        class_weight_power: float = 0.0,
         name: str = "logreg",
     ) -> None:
         if C <= 0:
@@ -39,6 +41,7 @@ class LogRegMember:
         self.max_iter = max_iter
         self.threads = threads
         self.seed = seed
+        self.class_weight_power = class_weight_power
         self.n_classes_: int | None = None
         self._scaler: StandardScaler | None = None
         self._model: LogisticRegression | None = None
@@ -73,7 +76,8 @@ class LogRegMember:
             self._scaler = StandardScaler().fit(features.dense)
         model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
         with threadpool_limits(limits=self.threads):
-            model.fit(self._design(features), labels)
+            weights = sample_weights(labels, n_classes, self.class_weight_power)
+            model.fit(self._design(features), labels, sample_weight=weights)
         self._model = model
         self.n_classes_ = n_classes
         return self
