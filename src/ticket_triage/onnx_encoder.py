@@ -70,9 +70,9 @@ class OnnxEncoder:
     def __init__(self, path: Path, pad_id: int, threads: int = 1) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+        from ticket_triage.runtime import onnx_session_options
+
+        options = onnx_session_options(threads)  # idle threads block: ONNX Runtime's pools spin by default
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.pad_id = pad_id
 

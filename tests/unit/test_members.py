@@ -17,7 +17,7 @@ from ticket_triage.config import DEFAULT_WEIGHTS
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.base import Member, MemberTrainingError
 from ticket_triage.models.members import (
-    BertMember,
+    EncoderHeadMember,
     LightGBMMember,
     LogRegMember,
     RandomForestMember,
@@ -113,7 +113,7 @@ def test_member_survives_a_pickle_round_trip(name: str, data) -> None:
 @pytest.mark.parametrize("name", [*sorted(TABULAR), "bert"])
 def test_class_missing_from_training_names_the_member(name: str, data) -> None:
     train, y_train, _, _ = data
-    member = BertMember(epochs=1, seed=SEED) if name == "bert" else TABULAR[name]()
+    member = EncoderHeadMember("category") if name == "bert" else TABULAR[name]()
     keep = np.flatnonzero(y_train != 2)
     with pytest.raises(MemberTrainingError, match=rf"'{member.name}'.*class indices \[2\]"):
         member.fit(train.subset(keep), y_train[keep], N_CLASSES)
@@ -166,102 +166,39 @@ def test_logreg_refuses_prediction_without_the_tfidf_it_was_trained_on(data) -> 
         member.predict_proba(stripped)
 
 
-# -- BERT -------------------------------------------------------------------------------------------
-
-INTENTS = {
-    0: ["my card has not arrived yet", "where is my new card", "the card still has not come in the post"],
-    1: ["I want my money back", "please refund this purchase", "how do I get a refund for this"],
-    2: ["I forgot my password", "cannot log in to the app", "how can I reset my login password"],
-}
-HELD_OUT = {
-    0: ["when will my card be delivered", "still waiting for the card to arrive"],
-    1: ["can I have a refund please", "return my money for this order"],
-    2: ["reset password for my login", "I can not log in, forgot the password"],
-}
-PREFIXES = ["", "hello, ", "hi there, ", "excuse me, ", "quick question: ", "help! ", "good morning, "]
-SUFFIXES = ["", " please", " thanks", " asap", " today", " thank you", "?", "!", " :("]
+# -- the encoder head member ----------------------------------------------------------------------
 
 
-def _text_set(
-    phrases: dict[int, list[str]], per_phrase: int, rng: np.random.Generator
-) -> tuple[FeatureSet, np.ndarray]:
-    texts, labels = [], []
-    for label, options in phrases.items():
-        for phrase in options:
-            for _ in range(per_phrase):
-                texts.append(f"{rng.choice(PREFIXES)}{phrase}{rng.choice(SUFFIXES)}")
-                labels.append(label)
-    return FeatureSet(texts=texts, dense=np.zeros((len(texts), 0)), dense_names=[]), np.array(labels)
-
-
-def _bert(**overrides) -> BertMember:
-    params = {
-        "epochs": 2,
-        "batch_size": 16,
-        "learning_rate": 1e-4,
-        "max_length": 32,
-        "threads": 1,
-        "seed": SEED,
-    }
-    params.update(overrides)
-    return BertMember(progress=False, **params)
-
-
-@pytest.fixture(scope="module")
-def bert_data() -> tuple[FeatureSet, np.ndarray, FeatureSet, np.ndarray]:
-    rng = np.random.default_rng(SEED)
-    train, y_train = _text_set(INTENTS, 22, rng)  # 198 texts
-    test, y_test = _text_set(HELD_OUT, 4, rng)
-    return train, y_train, test, y_test
-
-
-@pytest.fixture(scope="module")
-def fitted_bert(bert_data) -> BertMember:
-    train, y_train, test, y_test = bert_data
-    return _bert().fit(train, y_train, N_CLASSES, eval_set=(test, y_test))
-
-
-def test_bert_learns_intents_that_generalise_to_paraphrases(fitted_bert, bert_data) -> None:
-    _, _, test, y_test = bert_data
-    probs = fitted_bert.predict_proba(test)
-    assert probs.shape == (len(test), N_CLASSES)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
-    assert np.mean(probs.argmax(axis=1) == y_test) > 0.6  # chance is 1/3
-    assert len(fitted_bert.eval_accuracy_) == 2
-    assert fitted_bert.best_epoch_ == 1 + int(np.argmax(fitted_bert.eval_accuracy_))
-    # The kept weights are the best epoch's: their accuracy on the eval split is the best one logged.
-    assert np.mean(probs.argmax(axis=1) == y_test) == pytest.approx(max(fitted_bert.eval_accuracy_))
-
-
-def test_bert_returns_rows_in_input_order(fitted_bert, bert_data) -> None:
-    """Prediction sorts by length internally; the caller must still get row i for text i."""
-    _, _, test, _ = bert_data
-    order = np.arange(len(test))[::-1]
-    np.testing.assert_allclose(
-        fitted_bert.predict_proba(test.subset(order)), fitted_bert.predict_proba(test)[order], atol=1e-3
+def _with_heads(features: FeatureSet, probs: np.ndarray) -> FeatureSet:
+    return FeatureSet(
+        texts=features.texts,
+        dense=features.dense,
+        dense_names=features.dense_names,
+        sparse=features.sparse,
+        sparse_names=features.sparse_names,
+        blocks=features.blocks,
+        heads={"category": probs},
     )
 
 
-def test_bert_survives_a_pickle_round_trip(fitted_bert, bert_data) -> None:
-    _, _, test, _ = bert_data
-    restored = _roundtrip(fitted_bert)
-    np.testing.assert_array_equal(restored.predict_proba(test), fitted_bert.predict_proba(test))
+def test_encoder_head_member_returns_the_heads_scores_for_its_target(data) -> None:
+    train, y_train, test, _ = data
+    rng = np.random.default_rng(SEED)
+    train_probs = rng.dirichlet(np.ones(N_CLASSES), size=len(train))
+    test_probs = rng.dirichlet(np.ones(N_CLASSES), size=len(test))
+    member = EncoderHeadMember("category").fit(_with_heads(train, train_probs), y_train, N_CLASSES)
+    np.testing.assert_allclose(member.predict_proba(_with_heads(test, test_probs)), test_probs, atol=1e-12)
+    # a subset keeps each row's own scores
+    order = np.arange(len(test))[::-1]
+    np.testing.assert_allclose(
+        member.predict_proba(_with_heads(test, test_probs).subset(order)), test_probs[order], atol=1e-12
+    )
 
 
-def test_bert_is_deterministic_for_a_seed(bert_data) -> None:
-    train, y_train, test, _ = bert_data
-    small = train.subset(np.arange(0, len(train), 4))
-    runs = [_bert(epochs=1).fit(small, y_train[::4], N_CLASSES).predict_proba(test) for _ in range(2)]
-    np.testing.assert_array_equal(runs[0], runs[1])
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [({"epochs": 0}, "epochs"), ({"precision": "fp16"}, "precision"), ({"max_length": 4}, "max_length")],
-)
-def test_bert_rejects_bad_settings(overrides: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        _bert(**overrides)
+def test_encoder_head_member_without_scores_says_how_to_get_them(data) -> None:
+    train, y_train, _, _ = data
+    with pytest.raises(MemberTrainingError, match="fine_tune = true"):
+        EncoderHeadMember("priority").fit(train, y_train, N_CLASSES)
 
 
 # -- factory ----------------------------------------------------------------------------------------
@@ -269,30 +206,55 @@ def test_bert_rejects_bad_settings(overrides: dict, message: str) -> None:
 
 def _factory(**overrides) -> dict[str, Member]:
     params = {
+        "target": "category",
         "xgboost_rounds": 10,
         "lightgbm_rounds": 10,
         "forest_trees": 10,
         "threads": 1,
         "seed": SEED,
-        "bert_epochs": 1,
-        "bert_batch_size": 8,
-        "bert_learning_rate": 5e-5,
-        "bert_max_length": 32,
-        "bert_precision": "fp32",
+        "class_weight_power": 0.5,
     }
     params.update(overrides)
     return build_members(**params)
 
 
 def test_build_members_matches_the_weight_names_and_passes_parameters() -> None:
-    members = _factory(forest_trees=17, seed=99)
+    members = _factory(forest_trees=17, seed=99, target="priority")
     assert set(members) == set(DEFAULT_WEIGHTS)
     assert all(member.name == key for key, member in members.items())
     assert members["random_forest"].trees == 17
-    assert {m.seed for m in members.values()} == {99}
-    assert members["bert"].precision == "fp32"
+    assert {m.seed for k, m in members.items() if k != "bert"} == {99}
+    assert {m.class_weight_power for k, m in members.items() if k != "bert"} == {0.5}
+    assert members["bert"].target == "priority"
 
 
-def test_build_members_rejects_an_untrained_bert() -> None:
-    with pytest.raises(ValueError, match="epochs"):
-        _factory(bert_epochs=0)
+def test_build_members_without_a_tuned_encoder_leaves_out_the_head() -> None:
+    assert set(_factory(with_encoder_head=False)) == set(DEFAULT_WEIGHTS) - {"bert"}
+
+
+def test_unfitted_copy_keeps_parameters_and_applies_overrides(data) -> None:
+    from ticket_triage.models.base import unfitted_copy
+
+    train, y_train, test, y_test = data
+    fitted = XGBoostMember(rounds=40, threads=1, seed=SEED, max_depth=3).fit(
+        train, y_train, N_CLASSES, eval_set=(test, y_test)
+    )
+    copy = unfitted_copy(fitted, rounds=7)
+    assert isinstance(copy, XGBoostMember) and copy is not fitted
+    assert (copy.rounds, copy.max_depth, copy.seed) == (7, 3, SEED)
+    with pytest.raises(NotFittedError):
+        copy.predict_proba(test)
+
+
+@pytest.mark.parametrize("name", sorted(TABULAR))
+def test_class_weights_lift_a_rare_class(name: str, data) -> None:
+    """With a class cut to a few rows, weighting it raises its predicted share on held-out rows."""
+    train, y_train, test, _ = data
+    rare = np.flatnonzero(y_train == 2)[:12]
+    keep = np.sort(np.concatenate([np.flatnonzero(y_train != 2), rare]))
+    sub, y_sub = train.subset(keep), y_train[keep]
+    plain = TABULAR[name]().fit(sub, y_sub, N_CLASSES).predict_proba(test)[:, 2].mean()
+    member = TABULAR[name]()
+    member.class_weight_power = 1.0
+    weighted = member.fit(sub, y_sub, N_CLASSES).predict_proba(test)[:, 2].mean()
+    assert weighted > plain

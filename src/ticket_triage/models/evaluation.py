@@ -33,7 +33,12 @@ def score_target(
     target: TargetModel, features: FeatureSet, y: np.ndarray, timings: dict[str, float] | None = None
 ) -> TargetResults:
     """Every member, the ensemble under seed, learned and live weights (calibrated), and the baseline."""
-    probas = target.ensemble.member_probas(features)
+    probas: dict[str, np.ndarray] = {}
+    costs: dict[str, float] = {}
+    for name, member in target.ensemble.members.items():
+        start = time.perf_counter()
+        probas[name] = member.predict_proba(features)
+        costs[name] = round(1000.0 * 1000.0 * (time.perf_counter() - start) / max(1, len(features)), 1)
     systems = [SystemResult(name, probs=p) for name, p in probas.items()]
     systems.append(SystemResult(SEED_ENSEMBLE, probs=target.ensemble.combine(probas, target.seed_weights)))
     learned = target.learned_weights or target.seed_weights
@@ -53,6 +58,8 @@ def score_target(
         learned_weights=learned,
         temperature=float(target.calibrator.temperature),
         timings=timings or {},
+        member_costs=costs,
+        live_weights=dict(target.ensemble.weights),
         uncalibrated=LEARNED_ENSEMBLE if live_is_learned else SEED_ENSEMBLE,
     )
 

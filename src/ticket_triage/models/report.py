@@ -73,6 +73,10 @@ class TargetResults:
     learned_weights: dict[str, float] = field(default_factory=dict)
     temperature: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: Milliseconds each member took to predict the evaluation rows, per 1,000 tickets.
+    member_costs: dict[str, float] = field(default_factory=dict)
+    #: The weights the bundle serves with (learned or seed).
+    live_weights: dict[str, float] = field(default_factory=dict)
     primary: str = CALIBRATED_ENSEMBLE
     uncalibrated: str | None = LEARNED_ENSEMBLE
 
@@ -164,9 +168,24 @@ class EvaluationReport:
             "bins_before": reliability_bins(before.probs, target.y_true, self.n_bins) if before else None,
             "bins_after": reliability_bins(after.probs, target.y_true, self.n_bins),
         }
+        live = target.live_weights or target.learned_weights
+        members = {
+            name: {
+                "live_weight": live.get(name),
+                "prediction_ms_per_1000": target.member_costs.get(name),
+                "weighted": bool(live.get(name, 0.0) > 0),
+            }
+            for name in target.member_costs
+        }
         return {
             "labels": list(target.labels),
             "n_rows": len(target.y_true),
+            "members": members,
+            "highest_priority": highest_priority_recall(
+                target.labels, target.y_true, after.probs, self.threshold
+            )
+            if target.name == "priority"
+            else None,
             "n_classes": len(target.labels),
             "primary_system": target.primary,
             "systems": systems,
@@ -288,13 +307,39 @@ def _target_markdown(name: str, t: dict[str, Any], threshold: float) -> list[str
     ]
 
     seed, learned = t["weights"]["seed"], t["weights"]["learned"]
+    costs = t.get("members") or {}
     if seed or learned:
         members = list(seed) + [m for m in learned if m not in seed]
         out += ["### Ensemble weights", ""]
+        out += [
+            "Learned weights minimise the log-loss of the soft vote on out-of-fold predictions over the "
+            "training rows. A member with no weight is not run when serving; its cost is what it would add.",
+            "",
+        ]
         out += _table(
-            ["member", "seed", "learned"],
-            [[m, _num(seed.get(m), 3), _num(learned.get(m), 3)] for m in members],
+            ["member", "seed", "learned", "live", "predict ms / 1,000 tickets"],
+            [
+                [
+                    m,
+                    _num(seed.get(m), 3),
+                    _num(learned.get(m), 3),
+                    _num((costs.get(m) or {}).get("live_weight"), 3),
+                    _num((costs.get(m) or {}).get("prediction_ms_per_1000"), 0),
+                ]
+                for m in members
+            ],
         )
+        idle = [m for m, c in costs.items() if not c["weighted"]]
+        if idle:
+            out += [f"**No weight:** {', '.join(idle)} (trained and reported, skipped when serving).", ""]
+    hp = t.get("highest_priority")
+    if hp:
+        out += [
+            f"**Highest priority ({_cell(hp['label'])}):** {hp['support']} tickets; recall "
+            f"{_num(hp['recall'])}; auto-routed as {_cell(hp['label'])} at the threshold {threshold:.2f}: "
+            f"{_num(hp['recall_at_threshold'])} of them.",
+            "",
+        ]
 
     cal = t["calibration"]
     temperature = "not given" if cal["temperature"] is None else f"T = {cal['temperature']:.3f}"
@@ -390,7 +435,53 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         if BASELINE in t["systems"]:
             b = t["systems"][BASELINE]
             lines.append(f"  baseline: accuracy {_num(b['accuracy'])}, macro-F1 {_num(b['macro_f1'])}")
+        hp = t.get("highest_priority")
+        if hp:
+            lines.append(
+                f"  highest priority {hp['label']!r}: recall {_num(hp['recall'])}, caught automatically "
+                f"at >= {threshold:.2f}: {_num(hp['recall_at_threshold'])}"
+            )
     return lines
+
+
+#: Common priority names, higher = more urgent; "p1" style labels are ranked by their number.
+_PRIORITY_RANK = {
+    "lowest": 0, "low": 1, "normal": 2, "medium": 2, "moderate": 2, "high": 3, "highest": 4,
+    "urgent": 4, "critical": 5, "blocker": 5, "emergency": 5,
+}  # fmt: skip
+
+
+def highest_priority_label(labels: Sequence[str]) -> str | None:
+    """The most urgent of a priority target's labels, when their names say so (else None)."""
+    ranks: dict[str, float] = {}
+    for label in labels:
+        key = str(label).strip().lower()
+        if key in _PRIORITY_RANK:
+            ranks[label] = _PRIORITY_RANK[key]
+        elif re.fullmatch(r"p[0-9]", key):
+            ranks[label] = 10 - int(key[1])
+    return max(ranks, key=ranks.__getitem__) if ranks else None
+
+
+def highest_priority_recall(
+    labels: Sequence[str], y_true: np.ndarray, probs: np.ndarray | None, threshold: float
+) -> dict[str, Any] | None:
+    """Of the truly most urgent tickets: the share predicted so, and the share predicted so with a
+    confidence at the routing threshold (those a helpdesk gets without a person looking)."""
+    label = highest_priority_label(labels)
+    if label is None or probs is None:
+        return None
+    k = list(labels).index(label)
+    truth = np.asarray(y_true) == k
+    predicted = probs.argmax(axis=1) == k
+    sure = probs.max(axis=1) >= threshold
+    support = int(truth.sum())
+    return {
+        "label": label,
+        "support": support,
+        "recall": float((predicted & truth).sum() / support) if support else None,
+        "recall_at_threshold": float((predicted & sure & truth).sum() / support) if support else None,
+    }
 
 
 # ------------------------------------------------------------------------------------------- figures
