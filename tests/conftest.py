@@ -81,7 +81,6 @@ def trained(synthetic_tickets: Path, fast_training_env: None, tmp_path_factory: 
         frame,
         settings=settings,
         feature_config=FeatureConfig.from_toml(settings.feature_config),
-        optimize=True,
         out_dir=tmp_path_factory.mktemp("models"),
         data_info={"data_files": [str(synthetic_tickets)]},
     )

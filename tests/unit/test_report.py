@@ -149,7 +149,33 @@ def test_summary_lines_from_loaded_json(written: tuple[EvaluationReport, Path]) 
         assert f"{target} ({CALIBRATED_ENSEMBLE}): accuracy {m['accuracy']:.4f}" in text
         assert f"ECE {m['ece']:.4f}" in text
         assert f"{100 * m['coverage']:.1f} %" in text
-    assert len(lines) == 6
+    # two targets x (summary, coverage, baseline) plus the priority target's most urgent class
+    assert len(lines) == 7
+    hp = loaded["targets"]["priority"]["highest_priority"]
+    assert hp["label"] == "high"
+    assert f"highest priority 'high': recall {hp['recall']:.4f}" in text
+    assert loaded["targets"]["category"]["highest_priority"] is None
+
+
+def test_highest_priority_recall_counts_only_sure_and_right_answers() -> None:
+    from ticket_triage.models.report import highest_priority_label, highest_priority_recall
+
+    assert highest_priority_label(["low", "Urgent", "high"]) == "Urgent"
+    assert highest_priority_label(["P3", "P1", "P2"]) == "P1"
+    assert highest_priority_label(["billing", "tech"]) is None
+    labels = ["low", "medium", "high"]
+    y = np.array([2, 2, 2, 2, 0])
+    probs = np.array(
+        [
+            [0.1, 0.1, 0.8],  # high, sure: counts at the threshold
+            [0.2, 0.2, 0.6],  # high, unsure: recall only
+            [0.7, 0.2, 0.1],  # missed
+            [0.1, 0.1, 0.8],  # high, sure
+            [0.1, 0.1, 0.8],  # not truly high: ignored
+        ]
+    )
+    got = highest_priority_recall(labels, y, probs, 0.7)
+    assert got == {"label": "high", "support": 4, "recall": 0.75, "recall_at_threshold": 0.5}
 
 
 def test_many_classes_show_worst_and_best_ten(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ read and the input of each target's head, so serving pays one transformer pass p
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
@@ -26,6 +27,11 @@ from transformers.utils import logging as hf_logging
 from ticket_triage.data.class_balance import class_weights
 
 log = logging.getLogger(__name__)
+
+# Ops run one at a time here, so a second (inter-op) pool would only compete with the intra-op one. Torch
+# takes this once, before that pool starts; the package import ran before torch loaded and could not.
+with contextlib.suppress(RuntimeError):
+    torch.set_num_interop_threads(1)
 
 # Batches per shuffled bucket that is length-sorted: tight padding, yet batches still differ every epoch
 # (about 1.75x faster than fixed padding on mixed-length tickets).
