@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -119,33 +118,39 @@ class SentenceEmbeddings(BaseEstimator, TransformerMixin):
         self.cv_seconds_: dict[str, float] = {}
         if not self.fine_tune or not targets:
             return self.encode(X)
-        import torch
+        from ticket_triage.features.tuning_jobs import TuningJob, run_jobs
 
-        torch.set_num_threads(self.threads or usable_cpus())
         texts = texts_of(X)
         head_sizes = {name: int(k) for name, (_, k) in targets.items()}
         codes = {name: np.asarray(c, dtype=np.int64) for name, (c, _) in targets.items()}
         folds = self._folds(codes, len(texts))
-        oof = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
-        oof_heads = {name: np.zeros((len(texts), k)) for name, k in head_sizes.items()}
-        for i, (fit_rows, out_rows) in enumerate(folds, start=1):
-            start = time.perf_counter()
-            encoder = self._tune(
+        jobs = [TuningJob("on all training rows", texts, codes, None)] + [
+            TuningJob(
+                f"fold {i}/{len(folds)}",
                 [texts[j] for j in fit_rows],
                 {n: c[fit_rows] for n, c in codes.items()},
-                head_sizes,
-                f"encoder fold {i}/{len(folds)}",
+                [texts[j] for j in out_rows],
             )
-            vectors, heads = encoder.encode(
-                [texts[j] for j in out_rows], precision=self.precision_, batch_size=self.batch_size
-            )
-            oof[out_rows] = self._finish(vectors)
-            for name, probs in heads.items():
+            for i, (fit_rows, out_rows) in enumerate(folds, start=1)
+        ]
+        results = run_jobs(
+            jobs,
+            head_sizes=head_sizes,
+            max_length=int(self.max_seq_length),
+            params=self._params(),
+            batch_size=self.batch_size,
+            cores=self.threads or usable_cpus(),
+        )
+        oof = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        oof_heads = {name: np.zeros((len(texts), k)) for name, k in head_sizes.items()}
+        for job, (_, out_rows) in zip(jobs[1:], folds, strict=True):
+            result = results[job.name]
+            assert result.vectors is not None and result.heads is not None
+            oof[out_rows] = self._finish(result.vectors)
+            for name, probs in result.heads.items():
                 oof_heads[name][out_rows] = probs
-            self.cv_seconds_[f"fold {i}"] = round(time.perf_counter() - start, 1)
-        start = time.perf_counter()
-        self.tuned_ = self._tune(texts, codes, head_sizes, "encoder (all training rows)")
-        self.cv_seconds_["final"] = round(time.perf_counter() - start, 1)
+        self.tuned_ = results[jobs[0].name].encoder
+        self.cv_seconds_ = {name: result.seconds for name, result in results.items()}
         return EncoderOutput(oof, oof_heads)
 
     def _folds(self, codes: Mapping[str, np.ndarray], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -162,12 +167,10 @@ class SentenceEmbeddings(BaseEstimator, TransformerMixin):
             warnings.simplefilter("ignore", UserWarning)
             return [(a, b) for a, b in splitter.split(np.zeros(n), strata)]
 
-    def _tune(
-        self, texts: list[str], codes: Mapping[str, np.ndarray], head_sizes: Mapping[str, int], desc: str
-    ) -> Any:
-        from ticket_triage.features.encoder_tuning import TunedEncoder, TuningParams
+    def _params(self) -> Any:
+        from ticket_triage.features.encoder_tuning import TuningParams
 
-        params = TuningParams(
+        return TuningParams(
             epochs=self.epochs,
             batch_size=self.train_batch_size,
             learning_rate=self.learning_rate,
@@ -176,7 +179,6 @@ class SentenceEmbeddings(BaseEstimator, TransformerMixin):
             seed=self.random_state,
             progress=self.progress,
         )
-        return TunedEncoder(self.max_seq_length, head_sizes).fine_tune(texts, codes, params, desc)
 
     # -- prediction --------------------------------------------------------------------------------
 

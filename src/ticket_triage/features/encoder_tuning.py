@@ -182,7 +182,12 @@ class TunedEncoder:
     # -- training ----------------------------------------------------------------------------------
 
     def fine_tune(
-        self, texts: Sequence[str], targets: Mapping[str, np.ndarray], params: TuningParams, desc: str
+        self,
+        texts: Sequence[str],
+        targets: Mapping[str, np.ndarray],
+        params: TuningParams,
+        desc: str,
+        position: int = 0,
     ) -> TunedEncoder:
         """Train encoder and heads together; a row's label of -1 means that target has none for it."""
         torch.manual_seed(params.seed)
@@ -202,7 +207,9 @@ class TunedEncoder:
         optimizer = torch.optim.AdamW(_parameter_groups(model, params), lr=params.learning_rate)
         total = steps_per_epoch(len(lengths), params.batch_size) * params.epochs
         scheduler = linear_schedule(optimizer, int(params.warmup_ratio * total), total)
-        bar = tqdm(total=total, desc=desc, unit="step", leave=False, disable=not params.progress)
+        bar = tqdm(
+            total=total, desc=desc, unit="step", leave=False, position=position, disable=not params.progress
+        )
         try:
             for _ in range(params.epochs):
                 model.train()
