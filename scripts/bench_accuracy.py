@@ -150,6 +150,53 @@ def collect(name: str, work: Path) -> dict:
     }
 
 
+MEMBERS = ("xgboost", "lightgbm", "random_forest", "bert", "logreg")
+
+
+def machine_line() -> str:
+    """The CPU these figures came from, its bf16/AVX flags and the precision `auto` chose on it."""
+    from ticket_triage.runtime import cpu_flags, precision_report, usable_cpus
+
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    flags = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")) or f == "bf16")
+    report = precision_report()
+    return (
+        f"Machine: {model}, {usable_cpus()} usable cores; flags {', '.join(flags) or 'none'}; precision "
+        f"`auto` chose **{report['chosen']}** ({report['reason']})."
+    )
+
+
+def verdict_lines(t: dict, metric: str) -> list[str]:
+    """Does the ensemble beat its best single member and the baseline on the honest metric?"""
+    systems = t["systems"]
+    members = {m: systems[m][metric] for m in MEMBERS if m in systems}
+    best = max(members, key=members.__getitem__)
+    ens = systems["ensemble (calibrated)"][metric]
+    base = systems.get("baseline (TF-IDF + LinearSVC)", {}).get(metric)
+    out = [
+        f"Ensemble vs best single member on {metric.replace('_', '-')}: {ens:.4f} vs {best} "
+        f"{members[best]:.4f} ({100 * (ens - members[best]):+.2f} points); baseline {base:.4f} "
+        f"({100 * (ens - base):+.2f} points).",
+        "",
+    ]
+    hp = t.get("highest_priority")
+    if hp and hp.get("recall") is not None:
+        out += [
+            f"Highest priority `{hp['label']}` ({hp['support']} tickets): recall {hp['recall']:.3f}; "
+            f"auto-routed as `{hp['label']}` at the threshold: {hp['recall_at_threshold']:.3f} of them.",
+            "",
+        ]
+    idle = [m for m, c in (t.get("members") or {}).items() if not c["weighted"]]
+    if idle:
+        costs = ", ".join(f"{m} {t['members'][m]['prediction_ms_per_1000']:.0f} ms" for m in idle)
+        out += [f"No weight (skipped when serving; prediction cost per 1,000 tickets): {costs}.", ""]
+    return out
+
+
 def render(results: list[dict]) -> str:
     lines = [
         "## Accuracy",
@@ -158,6 +205,8 @@ def render(results: list[dict]) -> str:
         "Each dataset gets a stratified, seeded 20 % test split that training never sees; plain `triage "
         "train` runs on the other 80 % (which it splits again into train/validation/test), and `triage "
         "evaluate` scores the unseen 20 %. Figures are from one run.",
+        "",
+        machine_line(),
         "",
     ]
     for r in results:
@@ -189,6 +238,7 @@ def render(results: list[dict]) -> str:
                     f"| {system} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['weighted_f1']:.4f} "
                     f"| {ll} | {ece} |"
                 )
+            lines += ["", *verdict_lines(t, ds.honest_metric)]
             cal = t["systems"]["ensemble (calibrated)"]
             cov = cal["coverage"]
             acc = cal["covered_accuracy"]

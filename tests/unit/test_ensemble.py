@@ -236,3 +236,20 @@ def test_temperature_scaler_must_be_fitted_and_fed_probabilities() -> None:
         TemperatureScaler().fit(probs - 0.5, y)
     with pytest.raises(ValueError, match="one label per"):
         TemperatureScaler().fit(probs, y[:-1])
+
+
+def test_a_member_worth_less_than_one_percent_gets_no_weight() -> None:
+    """A near-uniform member only insures against the other's rare confident misses: its optimal weight is
+    about 0.004, which changes no probability by 1 % but would cost its whole prediction time."""
+    from ticket_triage.models.ensemble import MIN_WEIGHT
+
+    n, k = 2000, 4
+    y = np.arange(n) % k
+    sharp = np.full((n, k), 0.001 / 3)
+    sharp[np.arange(n), y] = 0.999
+    wrong = np.arange(6) * 300  # 0.3 % of rows confidently wrong
+    sharp[wrong] = np.roll(sharp[wrong], 1, axis=1)
+    flat = np.full((n, k), 1.0 / k)
+    weights = optimize_weights({"sharp": sharp, "flat": flat}, y)
+    assert weights == {"flat": 0.0, "sharp": 1.0}
+    assert MIN_WEIGHT == 0.01

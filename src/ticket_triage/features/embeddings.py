@@ -70,7 +70,7 @@ class SentenceEmbeddings(BaseEstimator, TransformerMixin):
         normalize: bool = True,
         precision: str = "auto",
         fine_tune: bool = True,
-        folds: int = 3,
+        folds: int = 2,
         epochs: int = 3,
         train_batch_size: int = 32,
         learning_rate: float = 1.5e-4,

@@ -12,6 +12,9 @@ from ticket_triage.models.base import Member
 
 # Probabilities are floored here before taking logs, so one confident miss cannot make the loss infinite.
 _EPS = 1e-12
+#: Learned weights below this are set to 0: such a member moves no probability by more than 1 % yet costs
+#: its full prediction time when serving (RandomForest at weight 0.001 took 0.17 s of a 256-ticket pass).
+MIN_WEIGHT = 0.01
 
 
 class EnsembleWeightError(ValueError):
@@ -144,7 +147,7 @@ def optimize_weights(member_probas: Mapping[str, np.ndarray], y: np.ndarray) -> 
         options={"maxiter": 500, "ftol": 1e-12},
     )
     weights = np.clip(result.x, 0.0, None)
-    weights[weights < 1e-6] = 0.0
+    weights[weights < MIN_WEIGHT * max(weights.sum(), _EPS)] = 0.0
     if weights.sum() <= 0 or loss(weights / weights.sum()) > loss(np.full(m, 1.0 / m)):
         weights = np.full(m, 1.0 / m)  # never return something worse than the plain average
     weights = weights / weights.sum()
