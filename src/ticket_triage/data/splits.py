@@ -154,3 +154,20 @@ def fingerprint(frame: pd.DataFrame) -> str:
             ]
         digest.update(json.dumps(cells, ensure_ascii=False).encode())
     return digest.hexdigest()
+
+
+def stratified_folds(strata: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit rows, held-out rows) per fold, stratified, seeded: the cross-fitting of encoder and members.
+
+    Classes with fewer rows than folds are expected (rare queues): scikit-learn warns, and every row still
+    lands in exactly one held-out part.
+    """
+    import warnings
+
+    from sklearn.model_selection import StratifiedKFold
+
+    n = len(strata)
+    splitter = StratifiedKFold(n_splits=min(int(folds), n), shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return list(splitter.split(np.zeros(n), strata))

@@ -155,17 +155,9 @@ class SentenceEmbeddings(BaseEstimator, TransformerMixin):
 
     def _folds(self, codes: Mapping[str, np.ndarray], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Stratified by the first target (the category), so every fold sees nearly every class."""
-        import warnings
+        from ticket_triage.data.splits import stratified_folds
 
-        from sklearn.model_selection import StratifiedKFold
-
-        strata = next(iter(codes.values()))
-        k = min(int(self.folds), n)
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=self.random_state)
-        with warnings.catch_warnings():
-            # Classes with fewer rows than folds are expected (rare queues); each row still lands once.
-            warnings.simplefilter("ignore", UserWarning)
-            return [(a, b) for a, b in splitter.split(np.zeros(n), strata)]
+        return stratified_folds(next(iter(codes.values())), self.folds, self.random_state)
 
     def _params(self) -> Any:
         from ticket_triage.features.encoder_tuning import TuningParams

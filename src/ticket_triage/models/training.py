@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pandas as pd
 
 from ticket_triage.config import Settings
 from ticket_triage.data.schema import LABEL, PRIORITY
-from ticket_triage.data.splits import Splits, fingerprint, split_frame
+from ticket_triage.data.splits import Splits, fingerprint, split_frame, stratified_folds
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.features.config import FeatureConfig
 from ticket_triage.features.pipeline import FeaturePipeline
@@ -109,11 +108,7 @@ def out_of_fold_probas(
     The encoder head's training-row scores are cross-fitted already (features/embeddings.py); the other
     members are refitted per fold, boosters with the number of rounds their early stopping chose.
     """
-    from sklearn.model_selection import StratifiedKFold
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # classes rarer than the fold count are expected
-        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    splits = stratified_folds(y, folds, seed)
     oof: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     for name, member in members.items():
