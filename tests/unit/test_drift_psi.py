@@ -61,3 +61,32 @@ def test_too_small_a_window_reports_nothing() -> None:
         {"features": {"x": {"edges": [0.0], "proportions": [0.5, 0.5]}}}, [], "v1", min_rows=5
     )
     assert summary.features == {} and summary.prediction is None and summary.window == 0
+
+
+def test_embedding_reference_comes_from_vectors_new_tickets_get() -> None:
+    """Training rows hold cross-fitted vectors (fold encoders); serving uses the final encoder, as the
+    validation rows did. Bins from the training rows would make every live window look drifted."""
+    import numpy as np
+
+    from ticket_triage.features.base import FeatureSet
+    from ticket_triage.monitoring.reference import build_reference
+
+    rng = np.random.default_rng(1)
+
+    def featureset(scale: float, n: int) -> FeatureSet:
+        emb = rng.normal(size=(n, 8)).astype(np.float32)
+        emb[:, 0] *= scale
+        return FeatureSet(
+            texts=[""] * n,
+            dense=emb,
+            dense_names=[f"embeddings__{i}" for i in range(8)],
+            blocks={"embeddings": slice(0, 8)},
+        )
+
+    train, validation = featureset(10.0, 400), featureset(1.0, 200)
+    predicted = {"category": np.zeros(200, dtype=int)}
+    ref, _ = build_reference(
+        train, predicted, {"category": ["a", "b"]}, 0, validation=validation, confidence=np.full(200, 0.9)
+    )
+    edges = np.asarray(ref["features"]["embeddings_pc1"]["edges"])
+    assert np.abs(edges).max() < 3.0  # validation spread (sd 1), not the training rows' (sd 10)

@@ -51,8 +51,11 @@ def build_reference(
         if MONITORED.match(name):
             ref["features"][name] = quantile_bins(features.dense[:, j])
     pca = None
-    if "embeddings" in features.blocks:
-        emb = features.block("embeddings")
+    # Training rows carry cross-fitted vectors from the fold encoders; new tickets go through the final
+    # encoder, as the validation rows did, so the embedding reference is taken from those when given.
+    vectors = validation if validation is not None and len(validation) > N_EMBEDDING_COMPONENTS else features
+    if "embeddings" in vectors.blocks:
+        emb = vectors.block("embeddings")
         k = min(N_EMBEDDING_COMPONENTS, emb.shape[0] - 1, emb.shape[1])
         if k >= 1:
             pca = PCA(n_components=k, random_state=seed).fit(emb)
