@@ -45,7 +45,7 @@ format: install
 	$(VENV)/bin/ruff format src tests scripts
 	$(VENV)/bin/ruff check --fix src tests scripts
 
-# make train DATA=export.csv TEXT=subject,body LABEL=queue [ARGS="--priority priority --optimize-weights"]
+# make train DATA=export.csv TEXT=subject,body LABEL=queue [ARGS="--priority priority --weights seed"]
 train: install
 	$(TRIAGE) train --data $(DATA) --text $(TEXT) --label $(LABEL) --out models $(ARGS)
 
