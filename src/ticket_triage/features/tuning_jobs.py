@@ -103,4 +103,5 @@ def run_jobs(
             pool.submit(_run, job, head_sizes, max_length, params, batch_size, 1, i % workers)
             for i, job in enumerate(ordered)
         ]
-        return {f.result().name: f.result() for f in futures}
+        results = [f.result() for f in futures]
+    return {r.name: r for r in results}
