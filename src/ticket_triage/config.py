@@ -126,4 +126,7 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(0.0, ge=0)
     batch_limit: int = Field(1000, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
+    #: Subject plus description characters over all tickets of one /predict/batch request (413 past it):
+    #: bounds one request's scoring cost whatever the per-ticket limit (1,000 tickets of 4,000 characters).
+    max_batch_chars: int = Field(4_000_000, ge=1)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
