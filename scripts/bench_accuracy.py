@@ -193,7 +193,15 @@ def verdict_lines(t: dict, metric: str) -> list[str]:
     idle = [m for m, c in (t.get("members") or {}).items() if not c["weighted"]]
     if idle:
         costs = ", ".join(f"{m} {t['members'][m]['prediction_ms_per_1000']:.0f} ms" for m in idle)
-        out += [f"No weight (skipped when serving; prediction cost per 1,000 tickets): {costs}.", ""]
+        stand_ins = [m for m in idle if not t["members"][m].get("refitted", True)]
+        note = "skipped when serving; prediction cost per 1,000 tickets"
+        out += [f"No weight ({note}): {costs}.", ""]
+        if stand_ins:
+            out += [
+                f"Not refitted on all rows for want of weight: {', '.join(stand_ins)}; their rows above "
+                "score the average of their out-of-fold copies (each fitted on part of the training rows).",
+                "",
+            ]
     return out
 
 

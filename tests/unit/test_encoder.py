@@ -15,7 +15,7 @@ from ticket_triage.features.base import FeatureSet
 from ticket_triage.features.embeddings import SentenceEmbeddings
 from ticket_triage.features.encoder_tuning import TunedEncoder, TuningParams
 from ticket_triage.models.members import RandomForestMember
-from ticket_triage.models.training import out_of_fold_probas
+from ticket_triage.models.out_of_fold import out_of_fold_probas
 
 SEED = 7
 INTENTS = {
@@ -180,10 +180,14 @@ def test_out_of_fold_probabilities_never_come_from_a_model_that_saw_the_row() ->
     y = rng.integers(0, 3, size=300)
     features = FeatureSet(texts=[""] * 300, dense=X, dense_names=[f"f{i}" for i in range(8)])
     forest = RandomForestMember(trees=30, threads=1, seed=SEED).fit(features, y, 3)
-    oof, seconds = out_of_fold_probas({"random_forest": forest}, features, y, 3, folds=3, seed=SEED)
+    result = out_of_fold_probas({"random_forest": forest}, features, y, 3, folds=3, seed=SEED)
     assert np.mean(forest.predict_proba(features).argmax(axis=1) == y) > 0.95
-    assert np.mean(oof["random_forest"].argmax(axis=1) == y) < 0.5
-    assert "random_forest" in seconds
+    assert np.mean(result.probas["random_forest"].argmax(axis=1) == y) < 0.5
+    assert "random_forest" in result.seconds
+    # One fold copy per fold is kept, to stand in for the member if it gets no weight.
+    stand_in = result.copies["random_forest"]
+    assert len(stand_in.copies) == 3
+    np.testing.assert_allclose(stand_in.predict_proba(features).sum(axis=1), 1.0, atol=1e-9)
 
 
 def test_out_of_fold_refits_cope_with_a_class_too_rare_for_every_fold() -> None:
@@ -192,9 +196,12 @@ def test_out_of_fold_refits_cope_with_a_class_too_rare_for_every_fold() -> None:
     X = (rng.normal(size=(len(y), 4)) + y[:, None]).astype(np.float32)
     features = FeatureSet(texts=[""] * len(y), dense=X, dense_names=list("abcd"))
     forest = RandomForestMember(trees=10, threads=1, seed=SEED).fit(features, y, 3)
-    oof, _ = out_of_fold_probas({"random_forest": forest}, features, y, 3, folds=3, seed=SEED)
-    assert oof["random_forest"].shape == (len(y), 3)
-    np.testing.assert_allclose(oof["random_forest"].sum(axis=1), 1.0, atol=1e-9)
+    result = out_of_fold_probas({"random_forest": forest}, features, y, 3, folds=3, seed=SEED)
+    assert result.probas["random_forest"].shape == (len(y), 3)
+    np.testing.assert_allclose(result.probas["random_forest"].sum(axis=1), 1.0, atol=1e-9)
+    stand_in = result.copies["random_forest"].predict_proba(features)
+    assert stand_in.shape == (len(y), 3)
+    np.testing.assert_allclose(stand_in.sum(axis=1), 1.0, atol=1e-9)
 
 
 def test_class_weights_balance_rare_classes_with_mean_one() -> None:

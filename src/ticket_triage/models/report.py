@@ -75,6 +75,8 @@ class TargetResults:
     timings: dict[str, float] = field(default_factory=dict)
     #: Milliseconds each member took to predict the evaluation rows, per 1,000 tickets.
     member_costs: dict[str, float] = field(default_factory=dict)
+    #: Members without weight that were not refitted on all rows: their fold copies' average is scored.
+    fold_stand_ins: list[str] = field(default_factory=list)
     #: The weights the bundle serves with (learned or seed).
     live_weights: dict[str, float] = field(default_factory=dict)
     primary: str = CALIBRATED_ENSEMBLE
@@ -174,6 +176,7 @@ class EvaluationReport:
                 "live_weight": live.get(name),
                 "prediction_ms_per_1000": target.member_costs.get(name),
                 "weighted": bool(live.get(name, 0.0) > 0),
+                "refitted": name not in target.fold_stand_ins,
             }
             for name in target.member_costs
         }
@@ -331,7 +334,14 @@ def _target_markdown(name: str, t: dict[str, Any], threshold: float) -> list[str
         )
         idle = [m for m, c in costs.items() if not c["weighted"]]
         if idle:
-            out += [f"**No weight:** {', '.join(idle)} (trained and reported, skipped when serving).", ""]
+            stand_ins = [m for m in idle if not costs[m].get("refitted", True)]
+            note = "skipped when serving"
+            if stand_ins:
+                note += (
+                    f"; not refitted on all rows: {', '.join(stand_ins)} "
+                    "(the average of its out-of-fold copies is scored here)"
+                )
+            out += [f"**No weight:** {', '.join(idle)} ({note}).", ""]
     hp = t.get("highest_priority")
     if hp:
         out += [

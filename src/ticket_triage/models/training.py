@@ -18,16 +18,17 @@ import pandas as pd
 
 from ticket_triage.config import Settings
 from ticket_triage.data.schema import LABEL, PRIORITY
-from ticket_triage.data.splits import Splits, fingerprint, split_frame, stratified_folds
+from ticket_triage.data.splits import Splits, fingerprint, split_frame
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.features.config import FeatureConfig
 from ticket_triage.features.pipeline import FeaturePipeline
-from ticket_triage.models.base import Member, unfitted_copy
+from ticket_triage.models.base import Member
 from ticket_triage.models.baseline import LinearSvcBaseline
 from ticket_triage.models.bundle import LIVE_POINTER, mark_live, save_bundle
 from ticket_triage.models.calibration import TemperatureScaler
 from ticket_triage.models.ensemble import WeightedEnsemble, optimize_weights
-from ticket_triage.models.members import EncoderHeadMember, build_members
+from ticket_triage.models.members import build_members
+from ticket_triage.models.out_of_fold import out_of_fold_probas
 from ticket_triage.models.target import TargetModel
 from ticket_triage.monitoring.reference import build_reference
 from ticket_triage.runtime import resolve_precision, usable_cpus
@@ -78,58 +79,6 @@ def target_labels(values: pd.Series) -> list[str]:
     return sorted(values.dropna().value_counts().index.tolist())
 
 
-def _fit_fold(member: Member, features: FeatureSet, y: np.ndarray, n_classes: int) -> Member:
-    """Fit ``member`` on a fold whose rows may lack a rare class (:func:`_fold_proba` restores columns)."""
-    present = np.unique(y)
-    if len(present) == n_classes:
-        return member.fit(features, y, n_classes)
-    remap = np.full(n_classes, -1, dtype=np.int64)
-    remap[present] = np.arange(len(present))
-    member.fit(features, remap[y], len(present))
-    member.fold_classes_ = present  # type: ignore[attr-defined]
-    return member
-
-
-def _fold_proba(member: Member, features: FeatureSet, n_classes: int) -> np.ndarray:
-    probs = member.predict_proba(features)
-    present = getattr(member, "fold_classes_", None)
-    if present is None:
-        return probs
-    out = np.zeros((len(features), n_classes))
-    out[:, present] = probs
-    return out
-
-
-def out_of_fold_probas(
-    members: dict[str, Member], features: FeatureSet, y: np.ndarray, n_classes: int, folds: int, seed: int
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Each member's probabilities for every training row from a copy that never saw that row.
-
-    The encoder head's training-row scores are cross-fitted already (features/embeddings.py); the other
-    members are refitted per fold, boosters with the number of rounds their early stopping chose.
-    """
-    splits = stratified_folds(y, folds, seed)
-    oof: dict[str, np.ndarray] = {}
-    seconds: dict[str, float] = {}
-    for name, member in members.items():
-        start = time.perf_counter()
-        if isinstance(member, EncoderHeadMember):
-            oof[name] = member.predict_proba(features)
-            continue
-        rounds = getattr(member, "n_rounds_", None)
-        out = np.zeros((len(y), n_classes))
-        for fit_rows, out_rows in splits:
-            if len(np.unique(y[fit_rows])) < 2:
-                out[out_rows] = 1.0 / n_classes
-                continue
-            copy = unfitted_copy(member, **({"rounds": rounds} if rounds else {}))
-            _fit_fold(copy, features.subset(fit_rows), y[fit_rows], n_classes)
-            out[out_rows] = _fold_proba(copy, features.subset(out_rows), n_classes)
-        oof[name] = out
-        seconds[name] = round(time.perf_counter() - start, 1)
-    return oof, seconds
-
-
 def train_target(
     name: str,
     values: pd.Series,
@@ -162,21 +111,25 @@ def train_target(
         class_weight_power=settings.class_weight_power,
         with_encoder_head=name in fs["train"].heads,
     )
-    seconds: dict[str, float] = {}
     eval_set = (fs["validation"], y["validation"])
+    oof = out_of_fold_probas(
+        members, fs["train"], y["train"], len(labels), settings.cv_folds, settings.seed, eval_set
+    )
+    seconds = {f"{k} (out-of-fold fits)": v for k, v in oof.seconds.items()}
+    seed_weights = {k: settings.weights.get(k, 0.0) for k in members}
+    learned = optimize_weights(oof.probas, y["train"])
+    chosen = learned if weighting == "learned" else seed_weights
+    fitted: dict[str, Member] = {}
     for member_name, member in members.items():
+        if chosen.get(member_name, 0.0) <= 0 and member_name in oof.copies:
+            log.info("%s member %s has no weight: kept as its fold copies, not refitted", name, member_name)
+            fitted[member_name] = oof.copies[member_name]
+            continue
         log.info("training %s member %s on %d rows", name, member_name, len(y["train"]))
         start = time.perf_counter()
-        member.fit(fs["train"], y["train"], len(labels), eval_set=eval_set)
+        fitted[member_name] = member.fit(fs["train"], y["train"], len(labels), eval_set=eval_set)
         seconds[member_name] = round(time.perf_counter() - start, 1)
-
-    oof, oof_seconds = out_of_fold_probas(
-        members, fs["train"], y["train"], len(labels), settings.cv_folds, settings.seed
-    )
-    seconds.update({f"{k} (out-of-fold refits)": v for k, v in oof_seconds.items()})
-    seed_weights = {k: settings.weights.get(k, 0.0) for k in members}
-    learned = optimize_weights(oof, y["train"])
-    chosen = learned if weighting == "learned" else seed_weights
+    members = fitted
     ensemble = WeightedEnsemble(members, chosen)
     validation_probas = {k: m.predict_proba(fs["validation"]) for k, m in members.items()}
     validation_mix = ensemble.combine(validation_probas)
