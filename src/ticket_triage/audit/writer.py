@@ -5,6 +5,14 @@ Ordering rule: once anything is in the spool, every new record goes there too un
 replayed, so records reach the database in the order they were made. Exactly once: every record carries
 its ``prediction_id`` and both tables skip ids they already hold, so a replay after a write whose commit
 was in doubt (or a replay cut short and repeated) never stores a record twice.
+
+A record's own fault is not an outage: a batch that fails with a data error is split until the records
+at fault stand alone (:func:`~ticket_triage.audit.isolate.isolate`); they go to the dead-letter store
+with the reason and everything else is written, so one record never blocks the ones behind it.
+
+A full spool is not a reason to drop anything: records the writer already holds (answers already sent)
+stay in memory, "held", and are retried; while any are held the writer refuses new work with
+:class:`SpoolFullError`, which the service answers with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from ticket_triage.audit.dead_letter import DeadLetter, DeadLetterStore
+from ticket_triage.audit.isolate import describe, is_data_error, isolate
 from ticket_triage.audit.records import AuditRecord, delete_older_than, insert_audit, retention_cutoff
-from ticket_triage.audit.spool import Spool, SpoolBatch
+from ticket_triage.audit.spool import Spool, SpoolBatch, SpoolFullError, encode_line
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.review import NewReviewItem, ReviewStore
 
@@ -31,7 +41,11 @@ log = logging.getLogger(__name__)
 
 AUDIT = "audit"
 REVIEW = "review"
+UNKNOWN = "unknown"
 RETENTION_EVERY_SECONDS = 3600.0
+
+#: A spool entry: ``{"kind": AUDIT or REVIEW, "data": <the record's JSON>}``.
+Entry = dict[str, Any]
 
 
 @dataclass
@@ -42,6 +56,9 @@ class WriterCounts:
     spooled: int = 0
     replayed: int = 0
     write_failures: int = 0
+    dead_lettered: int = 0
+    #: Calls refused with SpoolFullError (their records were never accepted).
+    refused: int = 0
 
 
 def encode_review(item: NewReviewItem) -> dict[str, Any]:
@@ -79,12 +96,15 @@ class DurableWriter:
         metrics: ServiceMetrics | None = None,
         clock: Callable[[], datetime] | None = None,
         prepare: Callable[[], None] | None = None,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         """``prepare`` (the schema migration, when it failed at start-up) must succeed once before
-        anything is written; until then everything is spooled."""
+        anything is written; until then everything is spooled. ``dead_letters`` defaults to the
+        database's table with a file in the spool folder as fallback."""
         self._engine = engine
         self._store = store
         self._spool = spool
+        self._dead = dead_letters or DeadLetterStore(engine, spool.directory, metrics)
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
         self._queue_max = queue_max
@@ -93,6 +113,9 @@ class DurableWriter:
         self._metrics = metrics
         self._clock = clock or (lambda: datetime.now(UTC))
         self._queue: deque[AuditRecord] = deque()
+        #: Accepted entries neither the database nor the spool could take; only the writer thread adds.
+        self._held: list[Entry] = []
+        self._spool_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,26 +131,51 @@ class DurableWriter:
         self._thread = threading.Thread(target=self._run, name="triage-durable-writer", daemon=True)
         self._thread.start()
 
+    def ensure_accepting(self) -> None:
+        """Raise SpoolFullError while records wait in memory for a full spool or a database to come back;
+        the service calls it before doing a request's work, so what it accepts it can also keep."""
+        if self._held:
+            self._count(refused=1)
+            raise self._full_error()
+
     def record(self, records: Sequence[AuditRecord]) -> None:
-        """Never blocks and never touches the database: the writer thread picks them up."""
+        """Never blocks, raises or touches the database: the writer thread picks them up."""
         self._queue.extend(records)
         if len(self._queue) >= self._batch_size:
             self._wake.set()
 
     def add_review_items(self, items: Sequence[NewReviewItem]) -> list[int | None]:
-        """Queue the items now (the answer carries their ids), or spool them: then the ids are None."""
+        """Queue the items now (the answer carries their ids), or spool them: then the ids are None.
+
+        An item the database refuses on its own (a data error) is dead-lettered, its id None; the others
+        are queued. Raises SpoolFullError, keeping none of them, when they can be neither queued nor
+        spooled."""
         if not items:
             return []
+        if self._held:
+            self._count(refused=1)
+            raise self._full_error()
         if self._prepare is None and not self._spool.pending:
             try:
                 ids = self._store.add_items(items)
             except Exception as exc:  # any failure: the items must not be lost
-                log.warning("review store write failed (%s); spooling %d item(s)", _short(exc), len(items))
+                if is_data_error(exc):
+                    isolated = self._add_isolating(items, exc)
+                    if isolated is not None:
+                        return isolated
+                else:
+                    log.warning(
+                        "review store write failed (%s); spooling %d item(s)", describe(exc), len(items)
+                    )
                 self._count(write_failures=1)
             else:
                 self._count(written=len(items))
                 return list(ids)
-        self._to_spool([(REVIEW, encode_review(item)) for item in items])
+        try:
+            self._to_spool([{"kind": REVIEW, "data": encode_review(item)} for item in items], hold=False)
+        except SpoolFullError:
+            self._count(refused=1)
+            raise
         self._wake.set()
         return [None] * len(items)
 
@@ -135,7 +183,7 @@ class DurableWriter:
         """Wait until everything recorded so far is stored (not just spooled); False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._queue and not self._spool.pending and not self._busy:
+            if not self._queue and not self._spool.pending and not self._held and not self._busy:
                 return True
             self._wake.set()
             time.sleep(0.02)
@@ -147,11 +195,21 @@ class DurableWriter:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._held:
+            log.error(
+                "stopping with %d record(s) that neither the database nor the full spool could take",
+                len(self._held),
+            )
         self._spool.close()
 
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def spool_full(self) -> bool:
+        """True while accepted records wait in memory because the spool could not take them."""
+        return bool(self._held)
 
     # --- the writer thread ---------------------------------------------------------------------------
 
@@ -161,13 +219,13 @@ class DurableWriter:
             self._busy = True
             try:
                 self._cycle(final=stopping)
-            except Exception:  # keep the thread alive whatever a cycle hits
-                log.exception("durable writer cycle failed")
+            except Exception as exc:  # keep the thread alive whatever a cycle hits
+                log.error("durable writer cycle failed (%s); retrying", describe(exc))
             finally:
                 self._busy = False
             if stopping:
                 return
-            waiting = self._spool.pending
+            waiting = self._spool.pending or bool(self._held)
             self._wake.wait(self._retry_seconds if waiting else self._flush_seconds)
             self._wake.clear()
 
@@ -176,17 +234,20 @@ class DurableWriter:
             try:
                 self._prepare()
             except Exception as exc:
-                log.warning("database not ready (%s); spooling", _short(exc))
+                log.warning("database not ready (%s); spooling", describe(exc))
                 self._spool_queue()
                 return
             self._prepare = None
         self._replay_orphans()
-        if self._spool.pending:
-            self._spool_queue()  # keep order: nothing overtakes what waits in the spool
-            batch = self._spool.read()
-            if not self._replay(batch):
+        if self._spool.pending or self._held:
+            self._spool_queue()  # keep order: nothing overtakes what waits in the spool (or in memory)
+            if self._spool.pending:
+                batch = self._spool.read()
+                if not self._replay(batch):
+                    return
+                self._spool.consumed(batch.upto)
+            if self._held and not self._store_held():
                 return
-            self._spool.consumed(batch.upto)
         self._write_queue()
         if not final:
             self._apply_retention()
@@ -197,48 +258,179 @@ class DurableWriter:
             try:
                 insert_audit(self._engine, batch, skip_existing=False)
             except Exception as exc:
-                log.warning("audit write failed (%s); spooling %d record(s)", _short(exc), len(batch))
+                if is_data_error(exc) and self._write_audit_isolating(batch, exc):
+                    continue
+                log.warning("audit write failed (%s); spooling %d record(s)", describe(exc), len(batch))
                 self._count(write_failures=1)
-                self._to_spool([(AUDIT, r.to_json()) for r in batch])
+                self._to_spool([{"kind": AUDIT, "data": r.to_json()} for r in batch], hold=True)
                 self._spool_queue()
                 return
             self._count(written=len(batch))
         if len(self._queue) > self._queue_max:
             self._spool_queue()
 
+    def _write_audit_isolating(self, batch: list[AuditRecord], error: BaseException) -> bool:
+        """The batch failed on its data: write all but the faulty records; False on an outage meanwhile."""
+        try:
+            _, faulty = isolate(batch, self._insert_audit, first_error=error)
+            self._dead_letter([({"kind": AUDIT, "data": batch[i].to_json()}, describe(e)) for i, e in faulty])
+        except Exception as exc:
+            log.warning("isolating a faulty audit record failed (%s)", describe(exc))
+            return False
+        self._count(written=len(batch) - len(faulty))
+        return True
+
+    def _add_isolating(self, items: Sequence[NewReviewItem], error: BaseException) -> list[int | None] | None:
+        """As :meth:`_write_audit_isolating` for review items on the request path; None on an outage."""
+        try:
+            ids, faulty = isolate(items, self._add_items, first_error=error)
+            self._dead_letter(
+                [({"kind": REVIEW, "data": encode_review(items[i])}, describe(e)) for i, e in faulty]
+            )
+        except Exception as exc:
+            log.warning("isolating a faulty review item failed (%s); spooling them", describe(exc))
+            return None
+        self._count(written=len(items) - len(faulty))
+        return ids
+
+    def _insert_audit(self, records: list[AuditRecord]) -> list[None]:
+        insert_audit(self._engine, records)
+        return [None] * len(records)
+
+    def _add_items(self, items: list[NewReviewItem]) -> list[int]:
+        return self._store.add_items(items, skip_existing=True)
+
     def _spool_queue(self) -> None:
         batch: list[AuditRecord] = []
         while self._queue:
             batch.append(self._queue.popleft())
-        self._to_spool([(AUDIT, r.to_json()) for r in batch])
+        self._to_spool([{"kind": AUDIT, "data": r.to_json()} for r in batch], hold=True)
 
-    def _to_spool(self, records: list[tuple[str, dict[str, Any]]]) -> None:
-        if not records:
-            return
-        self._spool.append([{"kind": kind, "data": data} for kind, data in records])
-        self._count(spooled=len(records))
+    def _to_spool(self, entries: list[Entry], *, hold: bool) -> None:
+        """Append to the spool, after anything held (in order). A record JSON cannot hold is dead-lettered.
+
+        When the spool cannot take them: ``hold`` (records already accepted: the writer thread's) keeps
+        them in memory and the writer refuses new work until they are stored; otherwise (a request still
+        waiting for its answer) SpoolFullError is raised and nothing is kept."""
+        with self._spool_lock:
+            if self._held and not hold:
+                raise self._full_error()
+            if not entries and not self._held:
+                return
+            entries = self._held + entries
+            lines: list[bytes] = []
+            kept: list[Entry] = []
+            faulty: list[tuple[Entry, str]] = []
+            for entry in entries:
+                try:
+                    lines.append(encode_line(entry))
+                except (ValueError, TypeError, RecursionError) as exc:
+                    faulty.append((entry, f"cannot be written as JSON: {describe(exc)}"))
+                else:
+                    kept.append(entry)
+            try:
+                self._dead_letter(faulty)
+                entries = kept  # dead-lettered: not to be kept or retried again
+                self._spool.append_lines(lines)
+            except Exception as exc:
+                if not hold:
+                    if isinstance(exc, SpoolFullError):
+                        raise
+                    raise SpoolFullError(f"the spool folder cannot be written: {describe(exc)}") from exc
+                if not self._held:
+                    log.error(
+                        "spool cannot take %d record(s) (%s) and the database is unavailable: holding them"
+                        " in memory and refusing new work until one of them is back",
+                        len(entries),
+                        describe(exc),
+                    )
+                self._held = entries
+                self._gauges()
+                return
+            self._held = []
+            self._count(spooled=len(kept))
+
+    def _store_held(self) -> bool:
+        """The spool is empty and the database answers: store what was held in memory."""
+        with self._spool_lock:
+            held = list(self._held)
+        try:
+            stored, _ = self._store_entries(held)
+        except Exception as exc:
+            log.warning(
+                "writing held records failed (%s); retrying in %.1f s", describe(exc), self._retry_seconds
+            )
+            return False
+        with self._spool_lock:
+            self._held = self._held[len(held) :]
+        self._count(written=stored)
+        log.info("stored %d record(s) held in memory while the spool was full", stored)
+        return True
 
     def _replay(self, batch: SpoolBatch) -> bool:
-        """Store a spool's records in file order; False (nothing consumed) if the database refuses."""
+        """Store a spool's records in file order; False (nothing consumed) if the database refuses.
+
+        Records at fault go to the dead-letter store, so they cannot hold up the rest of the file."""
+        entries = [*batch.records, *({"kind": UNKNOWN, "data": _raw(line)} for line in batch.bad_lines)]
         try:
-            for kind, group in groupby(batch.records, key=lambda r: r.get("kind")):
-                rows = [r["data"] for r in group]
-                for start in range(0, len(rows), self._batch_size):
-                    chunk = rows[start : start + self._batch_size]
-                    if kind == REVIEW:
-                        self._store.add_items([decode_review(d) for d in chunk], skip_existing=True)
-                    elif kind == AUDIT:
-                        insert_audit(self._engine, [AuditRecord.from_json(d) for d in chunk])
-                    else:
-                        log.error("spool record of unknown kind %r skipped", kind)
+            stored, _ = self._store_entries(entries)
         except Exception as exc:
-            log.warning("spool replay failed (%s); retrying in %.1f s", _short(exc), self._retry_seconds)
+            log.warning("spool replay failed (%s); retrying in %.1f s", describe(exc), self._retry_seconds)
             return False
         # Counted once the whole file is stored: a replay cut short is repeated in full (idempotently).
-        self._count(replayed=len(batch.records))
-        if batch.records:
-            log.info("replayed %d spooled record(s)", len(batch.records))
+        self._count(replayed=stored)
+        if entries:
+            log.info("replayed %d spooled record(s)", stored)
         return True
+
+    def _store_entries(self, entries: Sequence[Any]) -> tuple[int, int]:
+        """Write spool entries in order, skipping ids already stored; dead-letter the faulty ones.
+
+        Returns (stored, dead-lettered). Raises on an outage, or when a dead letter cannot be kept."""
+        stored = 0
+        faulty: list[tuple[Any, str]] = []
+        for kind, group in groupby(entries, key=_kind):
+            rows = list(group)
+            for start in range(0, len(rows), self._batch_size):
+                chunk = rows[start : start + self._batch_size]
+                if kind == REVIEW:
+                    stored += self._store_decoded(chunk, decode_review, self._add_items, faulty)
+                elif kind == AUDIT:
+                    stored += self._store_decoded(chunk, AuditRecord.from_json, self._insert_audit, faulty)
+                else:
+                    faulty.extend((entry, f"spool record of unknown kind {kind!r}") for entry in chunk)
+        self._dead_letter(faulty)
+        return stored, len(faulty)
+
+    @staticmethod
+    def _store_decoded(
+        chunk: list[Any],
+        decode: Callable[[dict[str, Any]], Any],
+        write: Callable[[list[Any]], list[Any]],
+        faulty: list[tuple[Any, str]],
+    ) -> int:
+        decoded: list[Any] = []
+        sources: list[Any] = []
+        for entry in chunk:
+            try:
+                decoded.append(decode(entry["data"]))
+            except Exception as exc:  # a record this version cannot read back is at fault, not the db
+                faulty.append((entry, f"cannot be read back: {describe(exc)}"))
+            else:
+                sources.append(entry)
+        if not decoded:
+            return 0
+        _, bad = isolate(decoded, write)
+        faulty.extend((sources[i], describe(e)) for i, e in bad)
+        return len(decoded) - len(bad)
+
+    def _dead_letter(self, faulty: Sequence[tuple[Any, str]]) -> None:
+        """Raises DeadLetterError when neither the table nor the file can take them."""
+        if not faulty:
+            return
+        now = self._clock()
+        self._dead.put([DeadLetter.of(_kind(entry), _data(entry), reason, now) for entry, reason in faulty])
+        self._count(dead_lettered=len(faulty))
 
     def _replay_orphans(self) -> None:
         while True:
@@ -261,10 +453,17 @@ class DurableWriter:
         try:
             removed = delete_older_than(self._engine, cutoff)
         except Exception as exc:
-            log.warning("audit retention failed (%s); next try in an hour", _short(exc))
+            log.warning("audit retention failed (%s); next try in an hour", describe(exc))
             return
         if removed:
             log.info("audit retention removed %d record(s) before %s", removed, cutoff.isoformat())
+
+    def _full_error(self) -> SpoolFullError:
+        return SpoolFullError(
+            f"the database is unavailable and the spool cannot be written; {len(self._held)} accepted"
+            " record(s) wait in memory, so no new work is taken",
+            retry_after_seconds=max(1.0, self._retry_seconds),
+        )
 
     def _count(self, **deltas: int) -> None:
         with self._count_lock:
@@ -273,9 +472,22 @@ class DurableWriter:
         if self._metrics is not None:
             for name, value in deltas.items():
                 self._metrics.durable_records.labels(outcome=name).inc(value)
-            self._metrics.spool_pending.set(1.0 if self._spool.pending else 0.0)
+        self._gauges()
+
+    def _gauges(self) -> None:
+        if self._metrics is not None:
+            self._metrics.spool_pending.set(1.0 if self._spool.pending or self._held else 0.0)
+            self._metrics.spool_full.set(1.0 if self._held else 0.0)
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+def _kind(entry: Any) -> str:
+    return str(entry.get("kind")) if isinstance(entry, dict) else UNKNOWN
+
+
+def _data(entry: Any) -> Any:
+    return entry.get("data") if isinstance(entry, dict) and "data" in entry else entry
+
+
+def _raw(line: bytes) -> dict[str, str]:
+    """A spool line that is not JSON, kept as text (undecodable bytes as escapes)."""
+    return {"raw_line": line.decode("utf-8", "backslashreplace")}

@@ -102,13 +102,27 @@ class ServiceMetrics:
         self.durable_records = Counter(
             "triage_durable_records",
             "Audit records and review items by outcome: written, spooled (database unreachable), replayed"
-            " from the spool, and failed write attempts.",
+            " from the spool, dead_lettered (refused by the database on their own), failed write attempts,"
+            " and refused calls (spool full).",
             ["outcome"],
             registry=r,
         )
         self.spool_pending = Gauge(
             "triage_spool_pending",
             "1 while records wait in the local spool for the database.",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.dead_letters = Counter(
+            "triage_dead_letter",
+            "Records moved to the dead-letter store because no database would take them, by kind"
+            " (audit, review, unknown for a spool line that is not JSON).",
+            ["kind"],
+            registry=r,
+        )
+        self.spool_full = Gauge(
+            "triage_spool_full",
+            "1 while the spool cannot be written and the database is down: new work is refused (503).",
             registry=r,
             multiprocess_mode="max",
         )

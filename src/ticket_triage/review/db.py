@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,12 @@ SQLITE_IMMEDIATE = "sqlite_immediate"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Any fixed key: serialises concurrent `migrate` calls from several workers on one PostgreSQL database.
 _PG_MIGRATION_LOCK = 0x7472_6961_6765
+#: JSON columns refuse NaN and infinities on every backend: PostgreSQL rejects them anyway, and a row that
+#: SQLite took would fail every later read that answers in JSON. The writer dead-letters such a record.
+_STRICT_JSON = functools.partial(json.dumps, allow_nan=False)
+#: The SQLite file (and so its -wal and -shm files, which SQLite creates with the same mode) is private.
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
 
 
 def database_url(settings: Settings) -> str:
@@ -33,14 +43,25 @@ def make_engine(settings_or_url: Settings | str) -> Engine:
     url = settings_or_url if isinstance(settings_or_url, str) else database_url(settings_or_url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, json_serializer=_STRICT_JSON)
 
 
 def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, json_serializer=_STRICT_JSON
+    )
     database = engine.url.database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        folder = Path(database).parent
+        if not folder.exists():
+            folder.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+            os.chmod(folder, _DIR_MODE)  # mkdir's mode is cut by the umask; make it exact
+
+        @event.listens_for(engine, "do_connect")
+        def _create_private(*_: Any) -> None:
+            # Created here, at the first connection, rather than left to SQLite (which applies the
+            # umask, usually leaving it world-readable). A missing folder stays an outage.
+            _create_private_file(Path(database))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -60,6 +81,12 @@ def _sqlite_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _create_private_file(path: Path) -> None:
+    # Already there, or its folder is gone (SQLite then fails to connect: an outage).
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE))
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
