@@ -151,7 +151,7 @@ class DeadLetterStore:
         for letter in letters:
             # Never the payload: the log says which record and why, the store keeps what it held.
             log.error(
-                "dead-lettered a %s record (prediction_id=%s) in the %s: %s",
+                "dead letter: %s record (prediction_id=%s) kept in the %s: %s",
                 letter.kind,
                 letter.prediction_id,
                 where,

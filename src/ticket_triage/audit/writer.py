@@ -371,9 +371,12 @@ class DurableWriter:
         """Store a spool's records in file order; False (nothing consumed) if the database refuses.
 
         Records at fault go to the dead-letter store, so they cannot hold up the rest of the file."""
-        entries = [*batch.records, *({"kind": UNKNOWN, "data": _raw(line)} for line in batch.bad_lines)]
+        entries = batch.records
+        not_json = [
+            ({"kind": UNKNOWN, "data": _raw(line)}, "spool line is not JSON") for line in batch.bad_lines
+        ]
         try:
-            stored, _ = self._store_entries(entries)
+            stored, _ = self._store_entries(entries, not_json)
         except Exception as exc:
             log.warning("spool replay failed (%s); retrying in %.1f s", describe(exc), self._retry_seconds)
             return False
@@ -383,12 +386,14 @@ class DurableWriter:
             log.info("replayed %d spooled record(s)", stored)
         return True
 
-    def _store_entries(self, entries: Sequence[Any]) -> tuple[int, int]:
-        """Write spool entries in order, skipping ids already stored; dead-letter the faulty ones.
-
-        Returns (stored, dead-lettered). Raises on an outage, or when a dead letter cannot be kept."""
+    def _store_entries(
+        self, entries: Sequence[Any], known_faulty: Sequence[tuple[Any, str]] = ()
+    ) -> tuple[int, int]:
+        """Write spool entries in order, skipping ids already stored; dead-letter the faulty ones (and
+        ``known_faulty``). Returns (stored, dead-lettered). Raises on an outage, or when a dead letter
+        cannot be kept."""
         stored = 0
-        faulty: list[tuple[Any, str]] = []
+        faulty: list[tuple[Any, str]] = list(known_faulty)
         for kind, group in groupby(entries, key=_kind):
             rows = list(group)
             for start in range(0, len(rows), self._batch_size):
