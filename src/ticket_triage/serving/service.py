@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from fastapi import HTTPException
 from sqlalchemy import Engine
 
-from ticket_triage.audit import AuditRecord, DurableWriter
+from ticket_triage.audit import AuditRecord, DurableWriter, SpoolFullError
 from ticket_triage.audit.records import recent_window
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.drift import DriftSummary, compute_drift
@@ -73,6 +74,10 @@ class Service:
         go out without one. Every answer is handed to the audit writer, which stores it later.
         """
         started = time.perf_counter()
+        try:
+            self.writer.ensure_accepting()  # refuse now what could not be kept (spool full, db down)
+        except SpoolFullError as exc:
+            raise _unavailable(exc) from exc
         predicted_at = datetime.now(UTC)
         model = self.registry.current  # read once: a reload mid-request cannot mix two models
         keys = [cache_key(model.version, cache_fields(t)) for t in tickets]
@@ -136,8 +141,11 @@ class Service:
         try:
             # shield: a timed-out write keeps running and ends stored or spooled, never half done.
             ids = await asyncio.wait_for(asyncio.shield(write), REVIEW_WRITE_TIMEOUT_SECONDS)
+        except SpoolFullError as exc:
+            raise _unavailable(exc) from exc
         except TimeoutError:
             log.warning("review store slow; %d answer(s) sent without review_id", len(items))
+            write.add_done_callback(lambda done: _keep_if_refused(self.writer, items, done))
             return
         for i, review_id in zip(routed, ids, strict=True):
             if review_id is not None:
@@ -227,6 +235,17 @@ class Service:
         await self.batcher.close()
         await self.cache.close()
         await asyncio.to_thread(self.writer.close)
+
+
+def _unavailable(exc: SpoolFullError) -> HTTPException:
+    """503 with Retry-After: the database is down and the spool full, so this answer could not be kept."""
+    return HTTPException(503, str(exc), headers={"Retry-After": str(max(1, round(exc.retry_after_seconds)))})
+
+
+def _keep_if_refused(writer: DurableWriter, items: list[NewReviewItem], done: asyncio.Future[Any]) -> None:
+    """The answers went out without this write; if it was refused, its items must still be kept."""
+    if not done.cancelled() and isinstance(done.exception(), SpoolFullError):
+        writer.keep_review_items(items)
 
 
 def _audit_record(
