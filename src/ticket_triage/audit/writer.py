@@ -179,6 +179,12 @@ class DurableWriter:
         self._wake.set()
         return [None] * len(items)
 
+    def keep_review_items(self, items: Sequence[NewReviewItem]) -> None:
+        """Items whose answer already went out (its caller stopped waiting) but that ``add_review_items``
+        could not keep: spooled, or held in memory while the spool is full. Never raises."""
+        self._to_spool([{"kind": REVIEW, "data": encode_review(item)} for item in items], hold=True)
+        self._wake.set()
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything recorded so far is stored (not just spooled); False on timeout."""
         deadline = time.monotonic() + timeout
