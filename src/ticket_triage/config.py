@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     #: Extra wait for more requests before a pass. 0 still batches under load: requests that arrive
     #: while a pass runs share the next one; a wait only adds latency when the service is idle.
     max_wait_ms: float = Field(0.0, ge=0)
+    #: Text characters of one model pass. /predict/batch is cut into passes within this and
+    #: max_batch_size, and passes alternate with single /predict tickets, so a single ticket waits for
+    #: at most one such pass (see serving/batcher.py).
+    max_pass_chars: int = Field(64_000, ge=1)
     batch_limit: int = Field(1000, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
     #: Subject plus description characters over all tickets of one /predict/batch request (413 past it):

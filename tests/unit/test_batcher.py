@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from ticket_triage.serving.batcher import BatcherClosedError, MicroBatcher
+from ticket_triage.serving.batcher import BatcherClosedError, MicroBatcher, TicketScoringError
 from ticket_triage.serving.inference import Scores
 from ticket_triage.serving.schemas import Ticket
 
@@ -96,7 +96,7 @@ def test_jobs_of_different_models_never_share_a_pass() -> None:
     assert sorted(s for p in new.passes for s in p) == sorted(f"ticket {i}" for i in range(0, 8, 2))
 
 
-def test_a_failing_pass_fails_only_its_own_callers() -> None:
+def test_a_failing_pass_fails_only_the_job_holding_the_bad_ticket() -> None:
     model = RecordingModel(delay=0.01, fail_on="ticket 1")
 
     async def main() -> tuple[object, list[Scores]]:
@@ -110,8 +110,76 @@ def test_a_failing_pass_fails_only_its_own_callers() -> None:
         return outcome, later
 
     outcome, later = _run(main())
-    assert all(isinstance(o, RuntimeError) for o in outcome)  # the two shared the failing pass
+    good, bad = outcome  # type: ignore[misc]
+    assert good[0].category[0] == 0.0  # its neighbour's failure did not reach it
+    assert isinstance(bad, TicketScoringError) and bad.index == 0
+    assert isinstance(bad.cause, RuntimeError)
+    assert model.passes[:3] == [["ticket 0", "ticket 1"], ["ticket 0"], ["ticket 1"]]
     assert later[0].category[0] == 5.0  # the batcher keeps serving
+
+
+def test_a_failing_bulk_request_names_its_bad_ticket_by_request_position() -> None:
+    model = RecordingModel(delay=0.0, fail_on="ticket 13")
+
+    async def main() -> object:
+        batcher = MicroBatcher(max_batch_size=4, max_wait_ms=0)
+        batcher.start()
+        tickets = [_ticket(i) for i in range(20)]
+        outcome = await asyncio.gather(batcher.score(model, tickets, "bulk"), return_exceptions=True)  # type: ignore[arg-type]
+        await batcher.close()
+        return outcome[0]
+
+    error = _run(main())
+    assert isinstance(error, TicketScoringError) and error.index == 13
+    # The chunk holding it (tickets 12-15) was halved to find it; chunks after it were never run.
+    assert not any("ticket 19" in p for p in model.passes)
+
+
+def test_bulk_requests_are_cut_into_passes_within_the_ticket_and_character_bounds() -> None:
+    batcher = MicroBatcher(max_batch_size=3, max_wait_ms=0, max_pass_chars=100)
+    tickets = [Ticket(subject="x" * n) for n in (10, 10, 10, 10, 60, 50, 150, 5)]
+    chunks = batcher.chunks(tickets)
+    assert [[len(t.subject or "") for t in c] for c in chunks] == [[10, 10, 10], [10, 60], [50], [150], [5]]
+
+
+def test_single_tickets_wait_for_at_most_one_bulk_pass() -> None:
+    """Twelve bulk passes are queued before the single ticket; passes alternate, so it runs second."""
+    model = RecordingModel(delay=0.02)
+
+    async def main() -> tuple[list[tuple[str, int]], int]:
+        batcher = MicroBatcher(max_batch_size=4, max_wait_ms=0)
+        batcher.start()
+        bulk = asyncio.ensure_future(batcher.score(model, [_ticket(i) for i in range(48)], "bulk"))  # type: ignore[arg-type]
+        await asyncio.sleep(0.005)  # the first bulk pass is running
+        single = await batcher.score(model, [_ticket(99)])  # type: ignore[arg-type]
+        passes_before_single = batcher.passes
+        assert single[0].category[0] == 99.0
+        await bulk
+        await batcher.close()
+        return list(batcher.history), passes_before_single
+
+    history, passes_before_single = _run(main())
+    assert passes_before_single <= 2
+    assert [lane for lane, _ in history].count("interactive") == 1
+    assert sum(n for lane, n in history if lane == "bulk") == 48
+
+
+def test_a_stream_of_single_tickets_still_leaves_bulk_every_other_pass() -> None:
+    model = RecordingModel(delay=0.01)
+
+    async def main() -> list[tuple[str, int]]:
+        batcher = MicroBatcher(max_batch_size=2, max_wait_ms=0)
+        batcher.start()
+        bulk = asyncio.ensure_future(batcher.score(model, [_ticket(i) for i in range(8)], "bulk"))  # type: ignore[arg-type]
+        singles = [batcher.score(model, [_ticket(100 + i)]) for i in range(30)]  # type: ignore[arg-type]
+        await asyncio.gather(bulk, *singles)
+        await batcher.close()
+        return list(batcher.history)
+
+    lanes = [lane for lane, _ in _run(main())]
+    last_bulk = max(i for i, lane in enumerate(lanes) if lane == "bulk")
+    assert lanes.count("bulk") == 4
+    assert last_bulk <= 8  # four bulk passes among the first nine, not after every single ticket
 
 
 def test_closed_batcher_refuses_new_work() -> None:

@@ -99,6 +99,11 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.failed_tickets = Counter(
+            "triage_inference_failed_tickets",
+            "Tickets the model failed on; a failing pass is rerun so only the job holding one fails.",
+            registry=r,
+        )
         self.durable_records = Counter(
             "triage_durable_records",
             "Audit records and review items by outcome: written, spooled (database unreachable), replayed"
@@ -128,6 +133,12 @@ class ServiceMetrics:
         )
         self.model_reloads = Counter(
             "triage_model_reloads", "Hot reload attempts, by outcome.", ["outcome"], registry=r
+        )
+        self.models_loaded = Gauge(
+            "triage_models_loaded",
+            "Models in memory: 1, or 2 while a swapped-out model finishes its last requests.",
+            registry=r,
+            multiprocess_mode="max",
         )
 
         # --- the model and its reviewers ---

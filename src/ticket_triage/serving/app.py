@@ -80,7 +80,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     model = await asyncio.to_thread(load_serving_model, settings.models_dir, onnx_dir)
     cache = build_cache(settings, metrics)
     batcher = MicroBatcher(
-        max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms, metrics=metrics
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        max_pass_chars=settings.max_pass_chars,
+        metrics=metrics,
     )
     batcher.start()
     # Warm-up: the first pass loads spaCy and MiniLM; pay that before the first caller does.
@@ -121,6 +124,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.service = service
     metrics.set_model(model.version, model.trained_at, model.review_share_baseline())
+    metrics.models_loaded.set(1)
     log.info("serving model %s with a %s cache", model.version, cache.backend)
     background = [
         asyncio.create_task(service.watch_reviews(settings.monitor_interval_seconds)),
@@ -171,7 +175,13 @@ def create_app(settings: Settings | None = None, *, keys: KeyStore | None = None
     app.include_router(monitoring.router)
     app.include_router(ui.router)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=True)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {}}}},
+    )
     async def prometheus_metrics() -> Response:
         body, media_type = metrics.exposition()
         return Response(body, media_type=media_type)

@@ -7,6 +7,7 @@ per request, so ``top_k`` and the routing threshold never split the cache.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -116,6 +117,10 @@ _HELPER_MEMBERS = ("xgboost",)
 ONNX_MAX_ROWS = 16
 
 
+#: Every ServingModel still in memory; a swapped-out one should leave it soon after a reload.
+LOADED_MODELS: weakref.WeakSet[ServingModel] = weakref.WeakSet()
+
+
 class ServingModel:
     """A bundle wrapped for the service; immutable once built, so swapping the reference is atomic."""
 
@@ -134,6 +139,7 @@ class ServingModel:
         family = self.bundle.pipeline.family("embeddings")
         if onnx_dir is not None and family is not None and hasattr(family, "onnx_encode"):
             self._fast_encoder = family.onnx_encode(Path(onnx_dir) / self.version)
+        LOADED_MODELS.add(self)
 
     def score(self, tickets: Sequence[Ticket], helper: Executor | None = None) -> list[Scores]:
         """One vectorised pass over every ticket (CPU-bound: run it off the event loop).

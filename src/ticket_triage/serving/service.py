@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,12 +23,13 @@ from ticket_triage.config import Settings
 from ticket_triage.monitoring.drift import DriftSummary, compute_drift
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.review import NewReviewItem, ReviewStore
-from ticket_triage.serving.batcher import MicroBatcher
+from ticket_triage.serving.batcher import Lane, MicroBatcher, TicketScoringError
 from ticket_triage.serving.cache import PredictionCache, cache_key
-from ticket_triage.serving.gc_tuning import freeze_loaded_objects
-from ticket_triage.serving.inference import Scores, ServingModel, cache_fields
+from ticket_triage.serving.errors import ApiError
+from ticket_triage.serving.gc_tuning import release_when_unused
+from ticket_triage.serving.inference import LOADED_MODELS, Scores, ServingModel, cache_fields
 from ticket_triage.serving.registry import ModelRegistry, ReloadError
-from ticket_triage.serving.schemas import Prediction, Ticket
+from ticket_triage.serving.schemas import FieldError, Prediction, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class Service:
     engine: Engine
     drift: DriftSummary | None = None
     _writes: set[asyncio.Task[None]] = field(default_factory=set)
+    _release: asyncio.Task[bool] | None = None
 
     def threshold(self, model: ServingModel) -> float:
         """The bundle's routing threshold, unless the operator set ``TRIAGE_ROUTING_THRESHOLD``."""
@@ -96,7 +99,18 @@ class Service:
             if scores[i] is None:
                 first_of.setdefault(key, i)
         if first_of:
-            computed = await self.batcher.score(model, [tickets[i] for i in first_of.values()])
+            misses = list(first_of.values())
+            lane: Lane = "bulk" if endpoint == "batch" else "interactive"
+            try:
+                computed = await self.batcher.score(model, [tickets[i] for i in misses], lane)
+            except TicketScoringError as exc:
+                where = f"tickets[{misses[exc.index]}]" if endpoint == "batch" else "ticket"
+                raise ApiError(
+                    500,
+                    f"the model failed on {where}; no other request was affected",
+                    code="scoring_failed",
+                    fields=[FieldError(field=where, message="could not be scored")],
+                ) from exc
             by_key = dict(zip(first_of, computed, strict=True))
             for i, key in enumerate(keys):
                 if scores[i] is None:
@@ -161,8 +175,19 @@ class Service:
         self.metrics.model_reloads.labels(outcome="swapped").inc()
         self.metrics.retire_model(previous.version, previous.trained_at)
         self.metrics.set_model(current.version, current.trained_at, current.review_share_baseline())
-        freeze_loaded_objects()  # the new model's objects join the frozen ones (the old ones stay too)
+        # Frozen now, the old model's cycles would never be collected: freeze once it is gone.
+        self.metrics.models_loaded.set(len(LOADED_MODELS))
+        self._release = asyncio.get_running_loop().create_task(self._free(weakref.ref(previous)))
         return previous, current
+
+    async def _free(self, previous: weakref.ref[ServingModel]) -> bool:
+        freed = await release_when_unused(previous)
+        self.metrics.models_loaded.set(len(LOADED_MODELS))
+        return freed
+
+    async def released(self) -> bool:
+        """Wait for the last swapped-out model to be freed (True) or given up on (False)."""
+        return True if self._release is None else await self._release
 
     async def follow_live(self, name: str) -> bool:
         """The LIVE watcher's reload: a refusal is logged, never raised into the watcher."""
@@ -229,6 +254,8 @@ class Service:
         task.add_done_callback(self._writes.discard)
 
     async def close(self) -> None:
+        if self._release is not None:
+            self._release.cancel()
         if self._writes:
             with contextlib.suppress(Exception):
                 await asyncio.wait(set(self._writes), timeout=2.0)
