@@ -491,7 +491,13 @@ def test_migrate_twice_is_a_no_op(backend: Backend) -> None:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
-    assert versions == ["0002_audit_log"]
+    assert versions == ["0003_dead_letters"]
     assert set(inspect(backend.engine).get_table_names()) == tables_before
-    assert tables_before == {"alembic_version", "review_items", "review_events", "prediction_audit"}
+    assert tables_before == {
+        "alembic_version",
+        "review_items",
+        "review_events",
+        "prediction_audit",
+        "dead_letters",
+    }
     assert [i.id for i in store.list()] == list(reversed(ids))
