@@ -339,3 +339,57 @@ def test_bisection_finds_one_poison_record_in_few_attempts(tmp_path: Path) -> No
     assert [i for i, _ in faulty] == [333]
     assert stored == [r.prediction_id for i, r in enumerate(records) if i != 333]  # in order, once
     assert attempts <= 2 * 9 + 1
+
+
+def test_dead_letters_are_listed_and_requeued_once_their_cause_is_fixed(tmp_path: Path) -> None:
+    """The operator's path, on PostgreSQL: `triage dead-letter list` shows the entries and reasons; after a
+    fix (here the ticket_id column widened) `requeue` hands them back, the running writer replays them, and
+    an entry still at fault (NaN) comes back with its reason."""
+    from typer.testing import CliRunner
+
+    from ticket_triage.cli import app
+
+    name = f"triage_requeue_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+        spool_dir = tmp_path / "spool"
+        writer = _writer(engine, spool_dir, ServiceMetrics())
+        writer.start()
+        long_id = _poisoned_item("digits_300", 1)
+        nan = _poisoned_audit("nan", 2)
+        good = _item(0)
+        first, second = writer.add_review_items([good, long_id])
+        assert isinstance(first, int) and second is None
+        writer.record([nan])
+        assert writer.flush(30)
+        env = {"TRIAGE_DATABASE_URL": url, "TRIAGE_SPOOL_DIR": str(spool_dir)}
+        runner = CliRunner()
+        listed = runner.invoke(app, ["dead-letter", "list"], env=env)
+        assert listed.exit_code == 0, listed.output
+        assert long_id.prediction_id in listed.output and "StringDataRightTruncation" in listed.output
+        assert nan.prediction_id in listed.output and "not JSON compliant" in listed.output
+
+        with engine.begin() as connection:  # the operator's fix for the long ticket ids
+            connection.execute(text("ALTER TABLE review_items ALTER COLUMN ticket_id TYPE text"))
+        requeued = runner.invoke(app, ["dead-letter", "requeue", "--all"], env=env)
+        assert requeued.exit_code == 0, requeued.output
+        assert "requeued 2 record(s)" in requeued.output
+        _wait(lambda: not list(spool_dir.glob("spool-*.jsonl")), "the writer to adopt the requeued spool")
+        assert writer.flush(30)
+        writer.close()
+        audit, queued, dead = _stored(engine)
+        print(
+            f"\nrequeue: listed 2 dead letters, requeued 2; stored {len(queued)} review items,"
+            f" {len(audit)} audit records; {len(dead)} back in the store ({dead[0].reason if dead else '-'})"
+        )
+        assert sorted(queued) == sorted([str(good.prediction_id), str(long_id.prediction_id)])
+        assert audit == []
+        assert [d.prediction_id for d in dead] == [nan.prediction_id]
+    finally:
+        engine.dispose()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -5,7 +5,8 @@ when its spool line is not JSON, or when JSON cannot hold it at all. It goes to 
 if the table cannot take it (the database is down, or the table is gone) to ``dead-letters.jsonl`` in the
 spool folder (0600, one JSON object a line). Payloads are stored as ASCII JSON text, so the values that
 poisoned the record (lone surrogates, NUL, NaN, huge integers) survive as escapes and every database can
-hold them. ``triage dead-letter`` lists both.
+hold them. ``triage dead-letter list`` shows both; ``triage dead-letter requeue`` puts entries back in a
+spool file that the running service adopts and replays like any other (an entry still at fault comes back).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Index, String, Text, insert, select
+from sqlalchemy import Engine, Index, String, Text, delete, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ticket_triage.audit.isolate import describe
-from ticket_triage.audit.spool import FILE_MODE, SpoolFullError, make_private_dir, write_at
+from ticket_triage.audit.spool import FILE_MODE, Spool, SpoolFullError, make_private_dir, write_at
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.review.db import SQLITE_IMMEDIATE
 from ticket_triage.review.models import Base, IdType, UTCDateTime, as_utc
@@ -125,6 +126,12 @@ def _portable(value: Any, depth: int) -> Any:
     return _type_name(value)
 
 
+@dataclass(frozen=True)
+class Requeued:
+    spooled: int
+    skipped: list[str]
+
+
 class DeadLetterStore:
     """Puts records in the table, else in the file; counts them in ``triage_dead_letter_total``."""
 
@@ -211,6 +218,26 @@ class DeadLetterStore:
                 )
         return found
 
+    def drop_file_entries(self, fingerprints: set[str]) -> None:
+        """Rewrite the file without these entries (under its lock, replaced atomically)."""
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            keep = [
+                line
+                for line in self.path.read_bytes().splitlines(keepends=True)
+                if line.strip() and json.loads(line).get("fingerprint") not in fingerprints
+            ]
+            temporary = self.path.with_suffix(".tmp")
+            out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                write_at(out, b"".join(keep), 0, f"dead-letter file {temporary.name}")
+            finally:
+                os.close(out)
+            os.replace(temporary, self.path)
+        finally:
+            os.close(fd)
+
     def file_entries(self) -> list[dict[str, Any]]:
         """Every entry of the fallback file, oldest first."""
         try:
@@ -218,3 +245,42 @@ class DeadLetterStore:
         except FileNotFoundError:
             return []
         return [{"store": "file", **json.loads(line)} for line in lines if line.strip()]
+
+    def requeue(self, ids: Sequence[int] | None, *, with_file: bool = False) -> Requeued:
+        """Move table entries (``ids``, or all of them for None) and optionally every file entry back into a
+        spool file of their own, which a writer adopts as it adopts a dead process's spool: it is replayed by
+        the usual path, so a record still at fault is dead-lettered again and the rest are stored once.
+
+        Entries that cannot be replayed are left where they are: a spool line that was not JSON (kind
+        "unknown"), and payloads JSON could not write as they were (a huge integer kept as ``$int_hex``)."""
+        with Session(self._engine) as session:
+            query = select(DeadLetterRow).order_by(DeadLetterRow.id)
+            if ids is not None:
+                query = query.where(DeadLetterRow.id.in_(list(ids)))
+            rows = [(row.id, row.kind, row.payload) for row in session.scalars(query)]
+        from_file = [(entry["fingerprint"], entry["kind"], entry["payload"]) for entry in self.file_entries()]
+        entries: list[dict[str, Any]] = []
+        table_ids: list[int] = []
+        file_prints: set[str] = set()
+        skipped: list[str] = []
+        for where, (key, kind, payload) in [("table", r) for r in rows] + [
+            ("file", f) for f in from_file if with_file
+        ]:
+            if kind not in ("audit", "review") or '"$int_hex"' in payload:
+                skipped.append(f"{where} {key}: {kind} record cannot be replayed")
+                continue
+            entries.append({"kind": kind, "data": json.loads(payload)})
+            if where == "table":
+                table_ids.append(int(key))
+            else:
+                file_prints.add(str(key))
+        if entries:
+            spool = Spool(self.directory)
+            spool.append(entries)
+            spool.close()  # stays for the writer to adopt: its lock is free now
+        if table_ids:
+            with self._engine.begin() as connection:
+                connection.execute(delete(DeadLetterRow).where(DeadLetterRow.id.in_(table_ids)))
+        if file_prints:
+            self.drop_file_entries(file_prints)
+        return Requeued(len(entries), skipped)
