@@ -4,6 +4,7 @@ the database are back every accepted record is stored exactly once. Also: state 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi import HTTPException
 from sqlalchemy import text
 from tests.integration.conftest import PrivatePostgres
 
@@ -202,6 +204,8 @@ def test_full_spool_with_the_database_down_refuses_new_work_and_loses_nothing(
     refused.append(one_more)
     assert spool.path.read_bytes() == before
     assert metrics.registry.get_sample_value("triage_spool_full") == 1.0
+    answer = _service_refusal(writer, metrics)
+    assert answer.status_code == 503 and answer.headers == {"Retry-After": "1"}, answer
     spooled_lines_while_full = len(_lines(spool.path))
 
     # Space returns (the database is still down): what was held goes to the spool, work is taken again.
@@ -232,8 +236,28 @@ def test_full_spool_with_the_database_down_refuses_new_work_and_loses_nothing(
     assert sorted(stored_audit) == sorted(r.prediction_id for r in audit)
     assert sorted(stored_items) == sorted(str(i.prediction_id) for i in items)
     assert not {i.prediction_id for i in refused} & set(stored_items)
-    assert writer.counts.refused == 3 and writer.counts.dead_lettered == 0
+    assert writer.counts.refused == 4 and writer.counts.dead_lettered == 0  # 3 calls and the service's
     assert not list(small_disk.iterdir())  # spool replayed and removed
+
+
+def _service_refusal(writer: DurableWriter, metrics: ServiceMetrics) -> HTTPException:
+    """What ``Service.predict`` raises for the app to answer, while the writer refuses work. Only the writer
+    is real: the refusal comes before the model, cache or batcher is touched, so they are left out."""
+    from ticket_triage.serving.service import Service
+
+    service = Service(
+        settings=Settings(),
+        registry=None,  # type: ignore[arg-type]
+        cache=None,  # type: ignore[arg-type]
+        batcher=None,  # type: ignore[arg-type]
+        metrics=metrics,
+        reviews=None,  # type: ignore[arg-type]
+        writer=writer,
+        engine=None,  # type: ignore[arg-type]
+    )
+    with pytest.raises(HTTPException) as refused:
+        asyncio.run(service.predict([], 1, endpoint="predict"))
+    return refused.value
 
 
 def _mode(path: Path) -> int:
