@@ -17,7 +17,6 @@ stay in memory, "held", and are retried; while any are held the writer refuses n
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -25,12 +24,20 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import groupby
-from typing import Any
 
 from sqlalchemy import Engine
 
-from ticket_triage.audit.dead_letter import DeadLetter, DeadLetterStore
+from ticket_triage.audit.dead_letter import DeadLetterStore
+from ticket_triage.audit.entries import (
+    AUDIT,
+    REVIEW,
+    UNKNOWN,
+    Entry,
+    EntryWriter,
+    decode_review,
+    encode_review,
+    raw_line,
+)
 from ticket_triage.audit.isolate import describe, is_data_error, isolate
 from ticket_triage.audit.records import AuditRecord, delete_older_than, insert_audit, retention_cutoff
 from ticket_triage.audit.spool import Spool, SpoolBatch, SpoolFullError, encode_line
@@ -39,13 +46,9 @@ from ticket_triage.review import NewReviewItem, ReviewStore
 
 log = logging.getLogger(__name__)
 
-AUDIT = "audit"
-REVIEW = "review"
-UNKNOWN = "unknown"
 RETENTION_EVERY_SECONDS = 3600.0
 
-#: A spool entry: ``{"kind": AUDIT or REVIEW, "data": <the record's JSON>}``.
-Entry = dict[str, Any]
+__all__ = ["DurableWriter", "WriterCounts", "decode_review", "encode_review"]
 
 
 @dataclass
@@ -59,24 +62,6 @@ class WriterCounts:
     dead_lettered: int = 0
     #: Calls refused with SpoolFullError (their records were never accepted).
     refused: int = 0
-
-
-def encode_review(item: NewReviewItem) -> dict[str, Any]:
-    data = dataclasses.asdict(item)
-    for name in ("created_at", "enqueued_at"):
-        if data[name] is not None:
-            data[name] = data[name].isoformat()
-    data["top_labels"] = [list(pair) for pair in item.top_labels]
-    return data
-
-
-def decode_review(data: dict[str, Any]) -> NewReviewItem:
-    values = dict(data)
-    for name in ("created_at", "enqueued_at"):
-        if values.get(name) is not None:
-            values[name] = datetime.fromisoformat(values[name])
-    values["top_labels"] = tuple((str(label), float(p)) for label, p in values.get("top_labels") or ())
-    return NewReviewItem(**values)
 
 
 class DurableWriter:
@@ -104,7 +89,6 @@ class DurableWriter:
         self._engine = engine
         self._store = store
         self._spool = spool
-        self._dead = dead_letters or DeadLetterStore(engine, spool.directory, metrics)
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
         self._queue_max = queue_max
@@ -124,6 +108,14 @@ class DurableWriter:
         self._next_retention = 0.0
         self._busy = False
         self._prepare = prepare
+        self._entries = EntryWriter(
+            engine,
+            store,
+            dead_letters or DeadLetterStore(engine, spool.directory, metrics),
+            batch_size=batch_size,
+            clock=self._clock,
+            on_dead_letter=lambda n: self._count(dead_lettered=n),
+        )
 
     # --- called by the service ----------------------------------------------------------------------
 
@@ -278,8 +270,10 @@ class DurableWriter:
     def _write_audit_isolating(self, batch: list[AuditRecord], error: BaseException) -> bool:
         """The batch failed on its data: write all but the faulty records; False on an outage meanwhile."""
         try:
-            _, faulty = isolate(batch, self._insert_audit, first_error=error)
-            self._dead_letter([({"kind": AUDIT, "data": batch[i].to_json()}, describe(e)) for i, e in faulty])
+            _, faulty = isolate(batch, self._entries.insert_audit, first_error=error)
+            self._entries.dead_letter(
+                [({"kind": AUDIT, "data": batch[i].to_json()}, describe(e)) for i, e in faulty]
+            )
         except Exception as exc:
             log.warning("isolating a faulty audit record failed (%s)", describe(exc))
             return False
@@ -289,8 +283,8 @@ class DurableWriter:
     def _add_isolating(self, items: Sequence[NewReviewItem], error: BaseException) -> list[int | None] | None:
         """As :meth:`_write_audit_isolating` for review items on the request path; None on an outage."""
         try:
-            ids, faulty = isolate(items, self._add_items, first_error=error)
-            self._dead_letter(
+            ids, faulty = isolate(items, self._entries.add_items, first_error=error)
+            self._entries.dead_letter(
                 [({"kind": REVIEW, "data": encode_review(items[i])}, describe(e)) for i, e in faulty]
             )
         except Exception as exc:
@@ -298,13 +292,6 @@ class DurableWriter:
             return None
         self._count(written=len(items) - len(faulty))
         return ids
-
-    def _insert_audit(self, records: list[AuditRecord]) -> list[None]:
-        insert_audit(self._engine, records)
-        return [None] * len(records)
-
-    def _add_items(self, items: list[NewReviewItem]) -> list[int]:
-        return self._store.add_items(items, skip_existing=True)
 
     def _spool_queue(self) -> None:
         batch: list[AuditRecord] = []
@@ -335,7 +322,7 @@ class DurableWriter:
                 else:
                     kept.append(entry)
             try:
-                self._dead_letter(faulty)
+                self._entries.dead_letter(faulty)
                 entries = kept  # dead-lettered: not to be kept or retried again
                 self._spool.append_lines(lines)
             except Exception as exc:
@@ -361,7 +348,7 @@ class DurableWriter:
         with self._spool_lock:
             held = list(self._held)
         try:
-            stored, _ = self._store_entries(held)
+            stored, _ = self._entries.store(held)
         except Exception as exc:
             log.warning(
                 "writing held records failed (%s); retrying in %.1f s", describe(exc), self._retry_seconds
@@ -379,10 +366,10 @@ class DurableWriter:
         Records at fault go to the dead-letter store, so they cannot hold up the rest of the file."""
         entries = batch.records
         not_json = [
-            ({"kind": UNKNOWN, "data": _raw(line)}, "spool line is not JSON") for line in batch.bad_lines
+            ({"kind": UNKNOWN, "data": raw_line(line)}, "spool line is not JSON") for line in batch.bad_lines
         ]
         try:
-            stored, _ = self._store_entries(entries, not_json)
+            stored, _ = self._entries.store(entries, not_json)
         except Exception as exc:
             log.warning("spool replay failed (%s); retrying in %.1f s", describe(exc), self._retry_seconds)
             return False
@@ -391,57 +378,6 @@ class DurableWriter:
         if entries:
             log.info("replayed %d spooled record(s)", stored)
         return True
-
-    def _store_entries(
-        self, entries: Sequence[Any], known_faulty: Sequence[tuple[Any, str]] = ()
-    ) -> tuple[int, int]:
-        """Write spool entries in order, skipping ids already stored; dead-letter the faulty ones (and
-        ``known_faulty``). Returns (stored, dead-lettered). Raises on an outage, or when a dead letter
-        cannot be kept."""
-        stored = 0
-        faulty: list[tuple[Any, str]] = list(known_faulty)
-        for kind, group in groupby(entries, key=_kind):
-            rows = list(group)
-            for start in range(0, len(rows), self._batch_size):
-                chunk = rows[start : start + self._batch_size]
-                if kind == REVIEW:
-                    stored += self._store_decoded(chunk, decode_review, self._add_items, faulty)
-                elif kind == AUDIT:
-                    stored += self._store_decoded(chunk, AuditRecord.from_json, self._insert_audit, faulty)
-                else:
-                    faulty.extend((entry, f"spool record of unknown kind {kind!r}") for entry in chunk)
-        self._dead_letter(faulty)
-        return stored, len(faulty)
-
-    @staticmethod
-    def _store_decoded(
-        chunk: list[Any],
-        decode: Callable[[dict[str, Any]], Any],
-        write: Callable[[list[Any]], list[Any]],
-        faulty: list[tuple[Any, str]],
-    ) -> int:
-        decoded: list[Any] = []
-        sources: list[Any] = []
-        for entry in chunk:
-            try:
-                decoded.append(decode(entry["data"]))
-            except Exception as exc:  # a record this version cannot read back is at fault, not the db
-                faulty.append((entry, f"cannot be read back: {describe(exc)}"))
-            else:
-                sources.append(entry)
-        if not decoded:
-            return 0
-        _, bad = isolate(decoded, write)
-        faulty.extend((sources[i], describe(e)) for i, e in bad)
-        return len(decoded) - len(bad)
-
-    def _dead_letter(self, faulty: Sequence[tuple[Any, str]]) -> None:
-        """Raises DeadLetterError when neither the table nor the file can take them."""
-        if not faulty:
-            return
-        now = self._clock()
-        self._dead.put([DeadLetter.of(_kind(entry), _data(entry), reason, now) for entry, reason in faulty])
-        self._count(dead_lettered=len(faulty))
 
     def _replay_orphans(self) -> None:
         while True:
@@ -489,16 +425,3 @@ class DurableWriter:
         if self._metrics is not None:
             self._metrics.spool_pending.set(1.0 if self._spool.pending or self._held else 0.0)
             self._metrics.spool_full.set(1.0 if self._held else 0.0)
-
-
-def _kind(entry: Any) -> str:
-    return str(entry.get("kind")) if isinstance(entry, dict) else UNKNOWN
-
-
-def _data(entry: Any) -> Any:
-    return entry.get("data") if isinstance(entry, dict) and "data" in entry else entry
-
-
-def _raw(line: bytes) -> dict[str, str]:
-    """A spool line that is not JSON, kept as text (undecodable bytes as escapes)."""
-    return {"raw_line": line.decode("utf-8", "backslashreplace")}
