@@ -97,7 +97,7 @@ class DurableWriter:
         self._metrics = metrics
         self._clock = clock or (lambda: datetime.now(UTC))
         self._queue: deque[AuditRecord] = deque()
-        #: Accepted entries neither the database nor the spool could take; only the writer thread adds.
+        #: Accepted entries neither the database nor the spool could take (changed under _spool_lock).
         self._held: list[Entry] = []
         self._spool_lock = threading.Lock()
         self._wake = threading.Event()
@@ -354,8 +354,9 @@ class DurableWriter:
                 "writing held records failed (%s); retrying in %.1f s", describe(exc), self._retry_seconds
             )
             return False
-        with self._spool_lock:
-            self._held = self._held[len(held) :]
+        done = {id(entry) for entry in held}
+        with self._spool_lock:  # by identity: the list may have been spooled and refilled meanwhile
+            self._held = [entry for entry in self._held if id(entry) not in done]
         self._count(written=stored)
         log.info("stored %d record(s) held in memory while the spool was full", stored)
         return True
