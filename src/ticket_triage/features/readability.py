@@ -46,7 +46,9 @@ FEATURES = tuple(BOUNDS)
 _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")  # apostrophes (ASCII or typographic) stay inside a word
 # A sentence ends at . ! ? … followed by whitespace or the end, at CJK full stops, or at a line break
 # (ticket subjects rarely end with punctuation). "12.50" and "v2.1" do not end a sentence.
-_SENTENCE_END = re.compile(r"[.!?\u2026]+(?=\s|$)|[\u3002\uff01\uff1f]+|\n+")
+# A run of marks is tried once, from its first mark and whole (possessive): a later start in the same
+# run meets the same following character, and retrying each made "......x" quadratic.
+_SENTENCE_END = re.compile(r"(?<![.!?\u2026])[.!?\u2026]++(?=\s|$)|[\u3002\uff01\uff1f]+|\n+")
 _HAS_WORD = re.compile(r"[^\W_]")
 _HYPHENATOR = pyphen.Pyphen(lang="en_US")
 
