@@ -499,7 +499,7 @@ def serve(
     from ticket_triage.config import Settings
     from ticket_triage.models.bundle import BundleError, check_bundle, read_manifest, resolve_bundle_path
     from ticket_triage.serving.auth import KeySpecError, first_run_path, startup_key_store
-    from ticket_triage.serving.server import run_server
+    from ticket_triage.serving.server import cache_line, run_server
 
     overrides = {"models_dir": model.resolve(), "host": host, "port": port, "workers": workers}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -530,7 +530,7 @@ def serve(
     first_run = first_run_path(settings.api_key_file)
     if created or first_run.exists():
         typer.echo(f"  new keys:  {first_run} (copy them, then delete that file)")
-    typer.echo(f"  cache:     {'redis ' + settings.redis_url if settings.redis_url else 'in-process'}")
+    typer.echo(cache_line(settings))  # the Redis URL with its password as ***
     run_server(settings)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     redis_timeout_ms: int = Field(50, ge=1)
     breaker_fail_max: int = Field(3, ge=1)
     breaker_reset_seconds: float = Field(5.0, gt=0)
+    #: Secret (16+ bytes) that signs every value written to Redis, so a value anyone else wrote there is
+    #: never served as the model's answer. Instances sharing one Redis need the same one; unset, the first
+    #: process makes a random one in ``cache_signing_key_file`` (owner-only) for this host's workers.
+    cache_signing_key: SecretStr | None = None
+    cache_signing_key_file: Path = PROJECT_ROOT / "var" / "cache_signing.key"
 
     #: How the service runs the MiniLM encoders: "onnx" (ONNX Runtime, float32; about twice as fast for one
     #: ticket) or "torch" (exactly what `triage predict` computes). Training always uses torch.

@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -21,11 +21,12 @@ from tests.integration.conftest import PrivateRedis
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.serving.breaker import AsyncCircuitBreaker
-from ticket_triage.serving.cache import MemoryCache, RedisCache, build_cache, cache_key
+from ticket_triage.serving.cache import KEY_PREFIX, MemoryCache, RedisCache, build_cache, cache_key, sign
 
 T = TypeVar("T")
 
 SHARED_URL = "redis://127.0.0.1:6379/0"
+SIGNING_KEY = "test-cache-signing-key-0123456789"
 
 
 def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
@@ -47,8 +48,14 @@ def errors(metrics: ServiceMetrics, backend: str, operation: str) -> float:
     return sample(metrics, "triage_cache_errors_total", backend=backend, operation=operation)
 
 
-def prediction(label: str) -> dict[str, object]:
-    return {"category": [0.7, 0.2, 0.1], "priority": [0.5, 0.5], "label": label, "note": "Größe ✓"}
+def prediction(label: str) -> dict[str, Any]:
+    """Scores as the service caches them (the only values the cache takes); ``label`` tells them apart."""
+    return {"category": [0.7, 0.2, 0.1], "priority": [0.5, 0.5], "signals": {label: 1.0, "Größe ✓": 0.25}}
+
+
+def stored_json(raw: bytes) -> object:
+    """The JSON part of a stored value: 64 hex digits of signature come first."""
+    return json.loads(raw[64:])
 
 
 # --- fixtures ---------------------------------------------------------------------------------------
@@ -64,7 +71,7 @@ def shared() -> Iterator[tuple[redis.Redis, str]]:
         pytest.fail(f"the shared Redis on 127.0.0.1:6379 is not answering: {exc}")
     version = f"test-{uuid.uuid4().hex}"
     yield client, version
-    keys = list(client.scan_iter(match=f"triage:v1:{version}:*"))
+    keys = list(client.scan_iter(match=f"{KEY_PREFIX}:{version}:*"))
     if keys:
         client.delete(*keys)
     client.close()
@@ -88,7 +95,9 @@ def redis_cache(
     breaker = AsyncCircuitBreaker(
         "redis", fail_max=fail_max, reset_timeout_s=reset, call_timeout_s=timeout, on_state_change=on_change
     )
-    return RedisCache(url, ttl_seconds=ttl, breaker=breaker, metrics=metrics)
+    return RedisCache(
+        url, ttl_seconds=ttl, breaker=breaker, signing_key=SIGNING_KEY.encode(), metrics=metrics
+    )
 
 
 async def wait_half_open(cache: RedisCache) -> None:
@@ -104,11 +113,11 @@ def test_cache_key_is_versioned_canonical_json_digest() -> None:
     canonical = '{"channel":"email","created_hour":null,"text":"Drucker défekt"}'
     expected = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
-    assert cache_key("2024-06-01.1", fields) == f"triage:v1:2024-06-01.1:{expected}"
+    assert cache_key("2024-06-01.1", fields) == f"triage:v2:2024-06-01.1:{expected}"
     assert cache_key("2024-06-01.1", dict(reversed(fields.items()))) == cache_key("2024-06-01.1", fields)
     assert cache_key("2024-06-02.1", fields) != cache_key("2024-06-01.1", fields)
     assert cache_key("2024-06-01.1", {**fields, "channel": "chat"}) != cache_key("2024-06-01.1", fields)
-    assert re.fullmatch(r"triage:v1:m:[0-9a-f]{64}", cache_key("m", {}))
+    assert re.fullmatch(r"triage:v2:m:[0-9a-f]{64}", cache_key("m", {}))
 
 
 # --- shared Redis -------------------------------------------------------------------------------------
@@ -128,7 +137,7 @@ def test_redis_round_trip_stores_json_and_counts_hits_and_misses(shared: tuple[r
             await cache.close()
 
     assert run(scenario) == [prediction("one"), None, prediction("two")]
-    assert json.loads(client.get(k1)) == prediction("one")  # stored as a JSON string, readable by anyone
+    assert stored_json(client.get(k1)) == prediction("one")  # signed JSON text, readable by anyone
     assert lookups(metrics, "redis", "hit") == 2
     assert lookups(metrics, "redis", "miss") == 1
     assert errors(metrics, "redis", "get") == errors(metrics, "redis", "set") == 0
@@ -175,7 +184,7 @@ def test_corrupt_stored_value_is_a_miss_not_an_error(shared: tuple[redis.Redis, 
     client.set(garbage, "{not json")
     client.set(not_an_object, "[1, 2, 3]")
     client.set(bad_utf8, b"\xff\xfe{")
-    client.set(good, json.dumps(prediction("good")))
+    client.set(good, sign(SIGNING_KEY.encode(), good, json.dumps(prediction("good"))))
 
     async def scenario() -> list[dict[str, object] | None]:
         cache = redis_cache(SHARED_URL, metrics)
@@ -185,9 +194,11 @@ def test_corrupt_stored_value_is_a_miss_not_an_error(shared: tuple[redis.Redis, 
             await cache.close()
 
     assert run(scenario) == [None, None, None, prediction("good")]
-    assert lookups(metrics, "redis", "miss") == 3
+    assert lookups(metrics, "redis", "rejected") == 3
+    assert lookups(metrics, "redis", "miss") == 0
     assert lookups(metrics, "redis", "hit") == 1
     assert errors(metrics, "redis", "get") == 0
+    assert client.exists(garbage, not_an_object, bad_utf8) == 0  # deleted, so the next write starts clean
 
 
 def test_value_that_is_not_json_is_dropped_not_raised(shared: tuple[redis.Redis, str]) -> None:
@@ -204,14 +215,18 @@ def test_value_that_is_not_json_is_dropped_not_raised(shared: tuple[redis.Redis,
 
     run(scenario)
     assert client.exists(bad) == 0
-    assert json.loads(client.get(good)) == prediction("fine")
+    assert stored_json(client.get(good)) == prediction("fine")
     assert errors(metrics, "redis", "set") == 1
 
 
 def test_ping_status_and_build_cache_on_the_shared_redis() -> None:
     metrics = ServiceMetrics()
     settings = Settings(
-        redis_url=SHARED_URL, redis_timeout_ms=400, breaker_fail_max=4, breaker_reset_seconds=7
+        redis_url=SHARED_URL,
+        redis_timeout_ms=400,
+        breaker_fail_max=4,
+        breaker_reset_seconds=7,
+        cache_signing_key=SIGNING_KEY,
     )
 
     async def scenario() -> tuple[bool, dict[str, object]]:
@@ -269,7 +284,7 @@ def test_no_client_side_retries_one_connection_attempt_per_call() -> None:
         metrics = ServiceMetrics()
         cache = redis_cache(f"redis://127.0.0.1:{port}/0", metrics, fail_max=10)
         try:
-            result = await cache.get_many(["triage:v1:x:1", "triage:v1:x:2"])
+            result = await cache.get_many(["triage:v2:x:1", "triage:v2:x:2"])
             await asyncio.sleep(0.2)  # a retry would connect again within this time
             assert errors(metrics, "redis", "get") == 1
             assert lookups(metrics, "redis", "skipped") == 2
@@ -288,7 +303,7 @@ def test_dead_redis_opens_the_breaker_and_then_calls_stay_off_the_network(
 ) -> None:
     metrics = ServiceMetrics()
     events: list[str] = []
-    keys = [f"triage:v1:m:{i}" for i in range(3)]
+    keys = [f"triage:v2:m:{i}" for i in range(3)]
 
     async def scenario() -> None:
         cache = redis_cache(private_redis.url, metrics, fail_max=3, reset=600, timeout=0.5, events=events)
@@ -334,9 +349,13 @@ def test_redis_back_on_the_same_port_closes_the_breaker_after_the_reset_timeout(
 ) -> None:
     metrics = ServiceMetrics()
     settings = Settings(
-        redis_url=private_redis.url, redis_timeout_ms=500, breaker_fail_max=2, breaker_reset_seconds=0.5
+        redis_url=private_redis.url,
+        redis_timeout_ms=500,
+        breaker_fail_max=2,
+        breaker_reset_seconds=0.5,
+        cache_signing_key=SIGNING_KEY,
     )
-    key = "triage:v1:m:recover"
+    key = "triage:v2:m:recover"
 
     async def scenario() -> None:
         cache = build_cache(settings, metrics)
@@ -359,7 +378,7 @@ def test_redis_back_on_the_same_port_closes_the_breaker_after_the_reset_timeout(
 
     run(scenario)
     with private_redis.client() as probe:
-        assert json.loads(probe.get(key)) == prediction("after")
+        assert stored_json(probe.get(key)) == prediction("after")
         assert 0 < probe.ttl(key) <= 3600
     assert sample(metrics, "triage_cache_breaker_state") == 0.0
     for state in ("open", "half-open", "closed"):
@@ -372,7 +391,7 @@ def test_frozen_redis_times_out_opens_the_breaker_and_answers_correctly_after(
 ) -> None:
     """A slow Redis (SIGSTOP: the kernel accepts connections, nothing answers) counts like a dead one."""
     metrics = ServiceMetrics()
-    keys = [f"triage:v1:m:slow{i}" for i in range(2)]
+    keys = [f"triage:v2:m:slow{i}" for i in range(2)]
 
     async def scenario() -> None:
         cache = redis_cache(private_redis.url, metrics, fail_max=2, reset=0.5, timeout=0.1)
@@ -406,7 +425,7 @@ def test_memory_cache_hits_misses_and_returns_copies() -> None:
     async def scenario() -> None:
         cache = MemoryCache(max_entries=10, ttl_seconds=60, metrics=metrics)
         await cache.set_many({"a": value})
-        value["label"] = "changed by caller after set"
+        value["signals"]["added by the caller after set"] = 2.0
         first, missing = await cache.get_many(["a", "b"])
         assert first == prediction("mem")
         assert missing is None
@@ -440,10 +459,10 @@ def test_memory_cache_entries_expire_after_the_ttl() -> None:
 def test_memory_cache_is_bounded_and_evicts_the_least_recently_used() -> None:
     async def scenario() -> None:
         cache = MemoryCache(max_entries=2, ttl_seconds=60)
-        await cache.set_many({"a": {"v": 1}, "b": {"v": 2}})
-        assert await cache.get_many(["a"]) == [{"v": 1}]  # "a" is now more recent than "b"
-        await cache.set_many({"c": {"v": 3}})
-        assert await cache.get_many(["a", "b", "c"]) == [{"v": 1}, None, {"v": 3}]
+        await cache.set_many({"a": prediction("1"), "b": prediction("2")})
+        assert await cache.get_many(["a"]) == [prediction("1")]  # "a" is now more recent than "b"
+        await cache.set_many({"c": prediction("3")})
+        assert await cache.get_many(["a", "b", "c"]) == [prediction("1"), None, prediction("3")]
         assert cache.status()["entries"] == 2
 
     run(scenario)
@@ -454,10 +473,12 @@ def test_memory_cache_refuses_values_that_are_not_json() -> None:
 
     async def scenario() -> list[dict[str, object] | None]:
         cache = MemoryCache(max_entries=10, ttl_seconds=60, metrics=metrics)
-        await cache.set_many({"bad": {"when": object()}, "nan": {"p": float("nan")}, "ok": {"v": 1}})
+        not_json = {**prediction("x"), "signals": {"when": object()}}
+        nan = {**prediction("x"), "category": [float("nan"), 0.5, 0.5]}
+        await cache.set_many({"bad": not_json, "nan": nan, "ok": prediction("ok")})
         return await cache.get_many(["bad", "nan", "ok"])
 
-    assert run(scenario) == [None, None, {"v": 1}]
+    assert run(scenario) == [None, None, prediction("ok")]
     assert errors(metrics, "memory", "set") == 2
 
 

@@ -65,7 +65,8 @@ class ServiceMetrics:
         )
         self.cache_lookups = Counter(
             "triage_cache_lookups",
-            "Cache lookups per ticket: hit, miss, or skipped (cache unavailable).",
+            "Cache lookups per ticket: hit, miss, rejected (a stored value not signed by us or not scores), "
+            "or skipped (cache unavailable).",
             ["backend", "result"],
             registry=r,
         )
