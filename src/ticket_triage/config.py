@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     #: max_batch_size, and passes alternate with single /predict tickets, so a single ticket waits for
     #: at most one such pass (see serving/batcher.py).
     max_pass_chars: int = Field(64_000, ge=1)
+    #: Compute spaCy's features in a worker process beside the encoder (False: on the inference thread).
+    entity_process: bool = True
     batch_limit: int = Field(1000, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
     #: Subject plus description characters over all tickets of one /predict/batch request (413 past it):

@@ -22,6 +22,7 @@ from ticket_triage.serving.auth import KeyStore, startup_key_store
 from ticket_triage.serving.batcher import MicroBatcher
 from ticket_triage.serving.body_limit import BodyLimitMiddleware
 from ticket_triage.serving.cache import build_cache
+from ticket_triage.serving.entity_worker import EntityWorker
 from ticket_triage.serving.errors import install_error_handlers
 from ticket_triage.serving.gc_tuning import freeze_loaded_objects, shorten_switch_interval
 from ticket_triage.serving.inference import SMOKE_TICKET
@@ -84,6 +85,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_wait_ms=settings.max_wait_ms,
         max_pass_chars=settings.max_pass_chars,
         metrics=metrics,
+        entities=EntityWorker() if settings.entity_process else None,
     )
     batcher.start()
     # Warm-up: the first pass loads spaCy and MiniLM; pay that before the first caller does.
@@ -126,6 +128,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics.set_model(model.version, model.trained_at, model.review_share_baseline())
     metrics.models_loaded.set(1)
     log.info("serving model %s with a %s cache", model.version, cache.backend)
+    del model  # the registry owns it now; a reference kept here would outlive every hot reload
     background = [
         asyncio.create_task(service.watch_reviews(settings.monitor_interval_seconds)),
         asyncio.create_task(service.watch_drift(settings.monitor_interval_seconds)),

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ticket_triage.monitoring.metrics import ServiceMetrics
+from ticket_triage.serving.entity_worker import EntityWorker
 from ticket_triage.serving.inference import Scores, ServingModel
 from ticket_triage.serving.schemas import Ticket
 
@@ -79,6 +81,7 @@ class MicroBatcher:
         max_wait_ms: float,
         max_pass_chars: int = 64_000,
         metrics: ServiceMetrics | None = None,
+        entities: EntityWorker | None = None,
     ) -> None:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
@@ -90,6 +93,8 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         # Runs the text-only members of a pass beside the feature pipeline (see ServingModel.score).
         self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference-text")
+        # spaCy's features in their own process, beside the encoder (see entity_worker.py).
+        self._entities = entities
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.passes = 0
@@ -114,6 +119,8 @@ class MicroBatcher:
                     job.future.set_exception(BatcherClosedError("the service is shutting down"))
         self._executor.shutdown(wait=True)
         self._helper.shutdown(wait=True)
+        if self._entities is not None:
+            self._entities.close()
 
     @property
     def queued(self) -> int:
@@ -167,12 +174,13 @@ class MicroBatcher:
     async def run_exclusive(self, model: ServingModel, tickets: Sequence[Ticket]) -> list[Scores]:
         """A pass on the inference thread outside the queue (the reload smoke test uses it)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, model.score, list(tickets), self._helper)
+        return await loop.run_in_executor(self._executor, self._scorer(model), list(tickets))
 
     async def _run(self) -> None:
         while True:
             lane, jobs = await self._next_jobs()
             await self._pass(lane, jobs[0].model, jobs)
+            del jobs  # while idle, hold no model: a swapped-out one must be free to go
 
     def _drop_done(self) -> None:
         for queue in self._lanes.values():
@@ -231,7 +239,12 @@ class MicroBatcher:
 
     async def _run_pass(self, model: ServingModel, tickets: list[Ticket]) -> list[Scores]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, model.score, tickets, self._helper)
+        return await loop.run_in_executor(self._executor, self._scorer(model), tickets)
+
+    def _scorer(self, model: ServingModel) -> Callable[[list[Ticket]], list[Scores]]:
+        if self._entities is None:
+            return functools.partial(model.score, helper=self._helper)
+        return functools.partial(model.score, helper=self._helper, entities=self._entities)
 
     async def _pass(self, lane: Lane, model: ServingModel, jobs: list[_Job]) -> None:
         live = [job for job in jobs if not job.future.done()]  # a caller that went away needs no pass

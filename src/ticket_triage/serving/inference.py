@@ -23,6 +23,7 @@ from ticket_triage.features.base import FeatureSet, normalize_whitespace
 from ticket_triage.models.bundle import EVALUATION_DIR, Bundle, load_reference_pca
 from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas
 from ticket_triage.monitoring.drift import SignalExtractor
+from ticket_triage.serving.entity_worker import EntityWorker
 from ticket_triage.serving.schemas import LabelProbability, Prediction, Ticket
 
 #: The ticket a new bundle must answer before it may serve (hot reload's smoke test).
@@ -141,11 +142,17 @@ class ServingModel:
             self._fast_encoder = family.onnx_encode(Path(onnx_dir) / self.version)
         LOADED_MODELS.add(self)
 
-    def score(self, tickets: Sequence[Ticket], helper: Executor | None = None) -> list[Scores]:
+    def score(
+        self,
+        tickets: Sequence[Ticket],
+        helper: Executor | None = None,
+        entities: EntityWorker | None = None,
+    ) -> list[Scores]:
         """One vectorised pass over every ticket (CPU-bound: run it off the event loop).
 
         With a ``helper`` thread the sentence encoder (one forward pass for the embeddings and the "bert"
-        member's scores) runs on it while this thread computes the other feature families.
+        member's scores) runs on it while this thread computes the other feature families; with an
+        ``entities`` worker, spaCy's features are computed in that process at the same time.
         """
         if not tickets:
             return []
@@ -153,7 +160,7 @@ class ServingModel:
         if helper is None:
             features, probas = predict_probas(self.bundle, frame)
         else:
-            features, probas = self._probas_in_parallel(frame, helper)
+            features, probas = self._probas_in_parallel(frame, helper, entities)
         category = probas[CATEGORY].astype(float)
         priority = probas.get(PRIORITY)
         signals = self.signals.extract(features)
@@ -167,11 +174,14 @@ class ServingModel:
         ]
 
     def _probas_in_parallel(
-        self, frame: pd.DataFrame, helper: Executor
+        self, frame: pd.DataFrame, helper: Executor, entities: EntityWorker | None
     ) -> tuple[FeatureSet, dict[str, np.ndarray]]:
         normalized = normalize_whitespace(frame)
         pipeline = self.bundle.pipeline
         moved: dict[str, Future[Any]] = {}
+        spacy_family = pipeline.family("entities")
+        if entities is not None and spacy_family is not None:
+            moved["entities"] = entities.submit(spacy_family, normalized)
         encoder = pipeline.family("embeddings")
         if encoder is not None:
             small = len(normalized) <= ONNX_MAX_ROWS
