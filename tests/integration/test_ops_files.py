@@ -35,6 +35,8 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     "triage_model_reloads_total": ("outcome",),
     "triage_durable_records_total": ("outcome",),
     "triage_reviews_resolved_total": ("agreed",),
+    "triage_dead_letter_total": ("kind",),
+    "triage_inference_failed_tickets_total": (),
 }
 HISTOGRAMS: dict[str, tuple[str, ...]] = {
     "triage_http_request_duration_seconds": ("route", "method", "status"),
@@ -45,6 +47,8 @@ HISTOGRAMS: dict[str, tuple[str, ...]] = {
 GAUGES: dict[str, tuple[str, ...]] = {
     "triage_cache_breaker_state": (),
     "triage_spool_pending": (),
+    "triage_spool_full": (),
+    "triage_models_loaded": (),
     "triage_model_info": ("version", "trained_at"),
     "triage_model_review_share_baseline": (),
     "triage_review_queue_depth": ("status",),
@@ -245,6 +249,10 @@ def test_every_alert_is_documented_and_unit_tested_firing_and_not_firing() -> No
         "TriageReviewBacklogGrowing",
         "TriageDatabaseUnreachable",
         "TriageHighErrorRatio",
+        "TriageSpoolFull",
+        "TriageDeadLettersAppearing",
+        "TriageInferenceFailures",
+        "TriageOldModelNotReleased",
     }
     assert required <= set(names), required - set(names)
     for rule in rules:
@@ -358,6 +366,28 @@ def test_every_query_uses_only_contract_metrics_and_labels() -> None:
                 if label == "route" and name.startswith("triage_http"):
                     assert set(value.split("|")) <= ROUTES, f"{where}: unknown route {value!r}"
         assert grouping_labels(expr) <= known_labels, f"{where}: {grouping_labels(expr) - known_labels}"
+
+
+def test_the_contract_is_what_the_service_exports() -> None:
+    """The contract above against the service's registry: a metric added, renamed or relabelled in
+    ``ticket_triage.monitoring.metrics`` fails here until the contract, dashboards and alerts follow."""
+    from prometheus_client import Counter, Gauge, Histogram
+
+    from ticket_triage.monitoring.metrics import ServiceMetrics
+
+    exported: dict[str, dict[str, tuple[str, ...]]] = {"counter": {}, "gauge": {}, "histogram": {}}
+    for metric in vars(ServiceMetrics()).values():
+        # _name is the name without `_total`; _labelnames the declared labels (children may not exist yet).
+        labels = tuple(metric._labelnames) if hasattr(metric, "_labelnames") else ()
+        if isinstance(metric, Counter):
+            exported["counter"][f"{metric._name}_total"] = labels
+        elif isinstance(metric, Gauge):
+            exported["gauge"][metric._name] = labels
+        elif isinstance(metric, Histogram):
+            exported["histogram"][metric._name] = labels
+    assert exported["counter"] == COUNTERS
+    assert exported["gauge"] == GAUGES
+    assert exported["histogram"] == HISTOGRAMS
 
 
 def test_every_contract_metric_is_on_a_dashboard() -> None:
