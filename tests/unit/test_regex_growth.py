@@ -9,6 +9,7 @@ each pattern's worst growth and its slowest input at 10,000 characters (absolute
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ MAX_GROWTH = 8.0  # linear ~4, quadratic ~16
 # A single scan of 250 characters that takes this long is already broken: fail before the larger ones
 # (the old reference-number pattern was cubic: 7 s at 1,000 characters, hours at 10,000).
 BROKEN_AT_TINY_S = 0.02
-MIN_SAMPLE_S = 0.003  # repeat a scan until one sample takes this long, so timer noise stays small
-BEST_OF = 3
+MIN_SAMPLE_S = 0.002  # repeat a scan until one sample takes this long, so timer noise stays small
+BEST_OF = 4
 
 MODULES = (base, metadata, patterns, readability)
 
@@ -103,10 +104,6 @@ def _sample(pattern: re.Pattern[str], text: str, repeat: int) -> float:
     return time.process_time() - start
 
 
-def _best(pattern: re.Pattern[str], text: str, repeat: int) -> float:
-    return min(_sample(pattern, text, repeat) for _ in range(BEST_OF))
-
-
 def _growth(pattern: re.Pattern[str], attack: Attack) -> tuple[float, float, float]:
     """(seconds per scan at SMALL, at LARGE, ratio); fails at once when SMALL alone is already slow."""
     tiny = _sample(pattern, attack.text(SMALL // 10), 1)
@@ -114,8 +111,10 @@ def _growth(pattern: re.Pattern[str], attack: Attack) -> tuple[float, float, flo
     small, large = attack.text(SMALL), attack.text(LARGE)
     once = _sample(pattern, small, 1)
     repeat = max(1, min(2_000, int(MIN_SAMPLE_S / max(once, 1e-6)) + 1))
-    t_small = _best(pattern, small, repeat) / repeat
-    t_large = _best(pattern, large, repeat) / repeat
+    t_small = t_large = math.inf
+    for _ in range(BEST_OF):  # interleaved, so both sizes see the same load from neighbours
+        t_small = min(t_small, _sample(pattern, small, repeat) / repeat)
+        t_large = min(t_large, _sample(pattern, large, repeat) / repeat)
     return t_small, t_large, t_large / max(t_small, 1e-9)
 
 
