@@ -126,6 +126,8 @@ class ServiceMetrics:
             ["kind"],
             registry=r,
         )
+        for kind in ("audit", "review", "unknown"):  # a series from the start, so the first one counts
+            self.dead_letters.labels(kind=kind)
         self.spool_full = Gauge(
             "triage_spool_full",
             "1 while the spool cannot be written and the database is down: new work is refused (503).",

@@ -211,6 +211,7 @@ class MicroBatcher:
 
     async def _next_jobs(self) -> tuple[Lane, list[_Job]]:
         """The next pass: the oldest job of the lane whose turn it is, plus what fits beside it."""
+        await asyncio.sleep(0)  # let callers of the last pass run first: a failed request cancels its rest
         await self._wait_for(None, None)
         lane = self._pick_lane()
         assert lane is not None

@@ -7,6 +7,7 @@ per request, so ``top_k`` and the routing threshold never split the cache.
 from __future__ import annotations
 
 import json
+import math
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
@@ -58,11 +59,16 @@ class Scores:
             signals = {str(k): float(v) for k, v in signals.items()}
         if len(category) != n_category:
             raise ValueError("cached category scores have the wrong length")
+        if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in category):
+            raise ValueError("cached category scores are not probabilities")
         if n_priority is None:
             return cls(category=category, signals=signals)
         if priority is None or len(priority) != n_priority:
             raise ValueError("cached priority scores have the wrong length")
-        return cls(category=category, priority=[float(p) for p in priority], signals=signals)
+        priority = [float(p) for p in priority]
+        if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in priority):
+            raise ValueError("cached priority scores are not probabilities")
+        return cls(category=category, priority=priority, signals=signals)
 
 
 def ticket_text(ticket: Ticket) -> str:
