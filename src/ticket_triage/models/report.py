@@ -334,14 +334,14 @@ def _target_markdown(name: str, t: dict[str, Any], threshold: float) -> list[str
         )
         idle = [m for m, c in costs.items() if not c["weighted"]]
         if idle:
+            out += [f"**No weight:** {', '.join(idle)} (skipped when serving).", ""]
             stand_ins = [m for m in idle if not costs[m].get("refitted", True)]
-            note = "skipped when serving"
             if stand_ins:
-                note += (
-                    f"; not refitted on all rows: {', '.join(stand_ins)} "
-                    "(the average of its out-of-fold copies is scored here)"
-                )
-            out += [f"**No weight:** {', '.join(idle)} ({note}).", ""]
+                out += [
+                    f"Not refitted on all rows, for want of weight: {', '.join(stand_ins)}. Their rows above "
+                    "score the average of their out-of-fold copies, each fitted on part of the rows.",
+                    "",
+                ]
     hp = t.get("highest_priority")
     if hp:
         out += [
