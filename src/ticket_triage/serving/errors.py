@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,6 +31,30 @@ _HTTP_CODES = {
     503: "unavailable",
 }
 
+#: What each status means on the routes that document it (see :func:`documented`).
+_DESCRIPTIONS = {
+    401: "No key, or an unknown key.",
+    403: "The key's role may not call this operation.",
+    404: "No such resource.",
+    409: "The request conflicts with the resource's state.",
+    413: "The body (or batch) is over the size the service accepts.",
+    422: "The fields at fault are named in `error.fields`.",
+    503: "A dependency is unreachable, or the service is shutting down; retry later.",
+}
+
+
+def documented(*codes: int, meaning: Mapping[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each error status with the one error shape and what it means there.
+
+    ``meaning`` gives a route's own wording of a status (what its 404 or 409 is about); it also adds the
+    status when ``codes`` does not list it.
+    """
+    meaning = meaning or {}
+    return {
+        code: {"model": ErrorResponse, "description": meaning.get(code, _DESCRIPTIONS.get(code, ""))}
+        for code in sorted({*codes, *meaning})
+    }
+
 
 class ApiError(Exception):
     """An error the service raises on purpose, with its status and the fields at fault."""
@@ -52,6 +76,12 @@ def error_response(
     return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
 
 
+def _echo(name: str) -> str:
+    """A caller's key name fit to echo: short, and with lone surrogates escaped (UTF-8 cannot carry them)."""
+    name = name if len(name) <= 100 else name[:100] + "…"
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def field_path(loc: Sequence[Any]) -> str:
     """``("body", "tickets", 3, "subject")`` -> ``tickets[3].subject``; the body itself is ``body``."""
     parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
@@ -60,8 +90,19 @@ def field_path(loc: Sequence[Any]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{_echo(str(part))}" if out else _echo(str(part))
     return out or (str(loc[0]) if loc else "body")
+
+
+def _unparsable_body(cause: BaseException | None) -> str | None:
+    """Why FastAPI could not read a JSON body that is no syntax error (it answers those with a bare 400)."""
+    if isinstance(cause, RecursionError):
+        return "nested too deeply to read"
+    if isinstance(cause, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(cause, ValueError) and "digits" in str(cause):  # past sys.get_int_max_str_digits()
+        return "an integer too long to read (integers must fit in signed 64 bits)"
+    return None
 
 
 def _describe(error: dict[str, Any]) -> FieldError:
@@ -109,6 +150,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = _unparsable_body(exc.__cause__) if exc.status_code == 400 else None
+        if reason is not None:
+            return error_response(
+                422, "malformed_json", f"malformed JSON: {reason}", [FieldError(field="body", message=reason)]
+            )
         return error_response(
             exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), str(exc.detail), headers=exc.headers
         )

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from ticket_triage.serving.errors import ApiError
+from ticket_triage.serving.errors import ApiError, documented
 from ticket_triage.serving.registry import BundleNotFoundError, ReloadError
 from ticket_triage.serving.routes.deps import AdminCaller, ServiceDep
-from ticket_triage.serving.schemas import ErrorResponse
+from ticket_triage.serving.schemas import RequestModel, ShortText
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
-class ReloadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    bundle: str | None = Field(
+class ReloadRequest(RequestModel):
+    bundle: ShortText | None = Field(
         None, description="Folder name of a bundle in the models folder; omit for the one marked live."
     )
 
@@ -30,10 +28,16 @@ class ReloadResponse(BaseModel):
 @router.post(
     "/reload",
     response_model=ReloadResponse,
-    responses={
-        404: {"model": ErrorResponse, "description": "No bundle of that name in the models folder."},
-        409: {"model": ErrorResponse, "description": "The bundle was refused; the old model serves."},
-    },
+    responses=documented(
+        401,
+        413,
+        422,
+        meaning={
+            403: "Only an admin key may reload.",
+            404: "No bundle of that name in the models folder.",
+            409: "The bundle was refused; the old model serves.",
+        },
+    ),
     summary="Swap to another model without a restart",
 )
 async def reload_model(

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from ticket_triage.serving.errors import documented
 from ticket_triage.serving.routes.deps import AnyCaller, ServiceDep
 
 router = APIRouter(tags=["health"])
@@ -32,6 +33,10 @@ async def readyz(service: ServiceDep) -> JSONResponse:
     return JSONResponse({"status": status, "checks": checks}, status_code=200)
 
 
-@router.get("/model", summary="Which model answers, and how good it was on held-out data")
+@router.get(
+    "/model",
+    responses=documented(401, 403),
+    summary="Which model answers, and how good it was on held-out data",
+)
 async def model_card(service: ServiceDep, _: AnyCaller) -> dict[str, Any]:
     return service.registry.current.describe()

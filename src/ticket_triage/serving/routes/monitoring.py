@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from ticket_triage.audit.records import recent_window
@@ -16,19 +16,24 @@ from ticket_triage.monitoring.evidently_report import (
     reference_frame,
     window_frame,
 )
-from ticket_triage.serving.errors import ApiError
+from ticket_triage.serving.errors import ApiError, documented
 from ticket_triage.serving.routes.deps import AdminCaller, ServiceDep
-from ticket_triage.serving.schemas import ErrorResponse
 
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 
-_ERRORS = {
-    409: {"model": ErrorResponse, "description": "Nothing to compare yet, or the bundle has no reference."},
-    503: {"model": ErrorResponse, "description": "The audit log (the drift window) is unreachable."},
+_MEANING = {
+    403: "Only an admin key may read drift.",
+    409: "Nothing to compare yet, or the bundle has no reference.",
+    503: "The audit log (the drift window) is unreachable.",
 }
+_ERRORS = documented(401, meaning=_MEANING)
 
 
-@router.get("/drift", responses=_ERRORS, summary="PSI of recent traffic per monitored feature")
+@router.get(
+    "/drift",
+    responses=documented(401, 422, meaning=_MEANING),
+    summary="PSI of recent traffic per monitored feature",
+)
 async def drift(service: ServiceDep, _: AdminCaller, refresh: bool = False) -> dict[str, Any]:
     """The summary the gauges show (recomputed every monitor interval); ``refresh=true`` recomputes now."""
     summary = service.drift
@@ -46,8 +51,11 @@ async def drift(service: ServiceDep, _: AdminCaller, refresh: bool = False) -> d
 
 @router.get(
     "/drift/report",
-    response_class=HTMLResponse,
-    responses=_ERRORS,
+    response_class=Response,  # not HTMLResponse: its media type would be documented for the errors too
+    responses={
+        200: {"description": "The report page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+        **_ERRORS,
+    },
     summary="Evidently data-drift report of the current window",
 )
 async def drift_report(service: ServiceDep, _: AdminCaller) -> HTMLResponse:

@@ -6,12 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ticket_triage.serving.errors import ApiError
+from ticket_triage.serving.errors import ApiError, documented
 from ticket_triage.serving.routes.deps import PredictCaller, ServiceDep
 from ticket_triage.serving.schemas import (
     BatchRequest,
     BatchResponse,
-    ErrorResponse,
     FieldError,
     Prediction,
     Ticket,
@@ -19,12 +18,15 @@ from ticket_triage.serving.schemas import (
 
 router = APIRouter(tags=["predict"])
 
-_ERRORS = {
-    401: {"model": ErrorResponse, "description": "No key, or an unknown key."},
-    403: {"model": ErrorResponse, "description": "The key's role may not predict."},
-    413: {"model": ErrorResponse, "description": "Body or batch larger than the service accepts."},
-    422: {"model": ErrorResponse, "description": "The body names the fields at fault."},
-}
+_ERRORS = documented(
+    401,
+    422,
+    meaning={
+        403: "The key's role may not predict.",
+        413: "Body over the byte limit, or a batch over the ticket count or total characters limit.",
+        503: "The service is shutting down; retry on another instance.",
+    },
+)
 
 TopK = Annotated[
     int, Query(ge=0, le=10_000, description="How many categories to list, most likely first; 0 lists all.")
@@ -45,6 +47,18 @@ def _check_lengths(tickets: list[Ticket], limit: int, prefix: str) -> None:
     if problems:
         raise ApiError(
             422, "text over the length limit: " + ", ".join(p.field for p in problems), fields=problems
+        )
+
+
+def _check_total_chars(tickets: list[Ticket], limit: int) -> None:
+    """Bounds one request's scoring cost: any ticket may be at its own limit, not every ticket at once."""
+    total = sum(len(t.subject or "") + len(t.description or "") for t in tickets)
+    if total > limit:
+        raise ApiError(
+            413,
+            f"batch of {total} characters of subject and description is over the limit of {limit}; split it",
+            code="batch_too_large",
+            fields=[FieldError(field="tickets", message=f"at most {limit} characters of text per request")],
         )
 
 
@@ -76,5 +90,6 @@ async def predict_batch(
             422, "tickets is empty", fields=[FieldError(field="tickets", message="send at least one")]
         )
     _check_lengths(batch.tickets, service.settings.max_text_chars, "tickets")
+    _check_total_chars(batch.tickets, service.settings.max_batch_chars)
     run = await service.predict(batch.tickets, top_k, endpoint="batch")
     return BatchResponse(predictions=run.predictions, model_version=run.model.version, cached=run.cached)

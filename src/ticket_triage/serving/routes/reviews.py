@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,16 +21,19 @@ from ticket_triage.review import (
     ReviewItem,
     ReviewNotFoundError,
 )
-from ticket_triage.serving.errors import ApiError
+from ticket_triage.serving.errors import ApiError, documented
 from ticket_triage.serving.routes.deps import ReviewCaller, ServiceDep
 from ticket_triage.serving.schemas import (
-    ErrorResponse,
+    INT64_MAX,
+    TIME_RANGE,
+    BoundedTime,
     FieldError,
     LabelProbability,
     ResolveRequest,
     ReviewItemOut,
     ReviewList,
     ReviewStats,
+    ShortText,
 )
 
 router = APIRouter(prefix="/reviews", tags=["reviews"])
@@ -50,16 +53,33 @@ EXPORT_COLUMNS = (
     "priority",
 )
 
-_AUTH = {
-    401: {"model": ErrorResponse, "description": "No key, or an unknown key."},
-    403: {"model": ErrorResponse, "description": "The key's role may not review."},
-    503: {"model": ErrorResponse, "description": "The review store is unreachable."},
+_MEANING = {
+    403: "The key's role may not review.",
+    404: "No review item with that id.",
+    409: "Not the lease holder, or already resolved differently.",
+    422: "A parameter or field out of its bounds, named in `error.fields`.",
+    503: "The review store is unreachable.",
 }
-_ITEM_ERRORS = {
-    **_AUTH,
-    404: {"model": ErrorResponse, "description": "No review item with that id."},
-    409: {"model": ErrorResponse, "description": "Not the lease holder, or already resolved differently."},
-}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return documented(
+        401, 403, 503, *codes, meaning={c: _MEANING[c] for c in (403, 503, *codes) if c in _MEANING}
+    )
+
+
+#: Deepest page ``offset`` reaches; past it, narrow the list with ``since`` or ``status`` instead.
+MAX_OFFSET = 1_000_000
+#: Characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+Since = Annotated[
+    BoundedTime | None,
+    Query(description=f"Queued at or after this time, {TIME_RANGE}; without a zone it is read as UTC."),
+]
+ItemId = Annotated[
+    int, Path(ge=1, le=INT64_MAX, description="The review item's id (a positive 64-bit integer).")
+]
 
 
 async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -86,15 +106,17 @@ def _out(item: ReviewItem) -> ReviewItemOut:
     return ReviewItemOut.model_validate(fields)
 
 
-@router.get("", response_model=ReviewList, responses=_AUTH, summary="List review items")
+@router.get("", response_model=ReviewList, responses=_errors(422), summary="List review items")
 async def list_reviews(
     service: ServiceDep,
     _: ReviewCaller,
     status: Annotated[Literal["pending", "claimed", "resolved"] | None, Query()] = None,
-    category: Annotated[str | None, Query(description="The model's predicted category.")] = None,
-    since: Annotated[datetime | None, Query(description="Queued at or after this time.")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    category: Annotated[ShortText | None, Query(description="The model's predicted category.")] = None,
+    since: Since = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Items per page.")] = 50,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description=f"Items to skip, at most {MAX_OFFSET}.")
+    ] = 0,
 ) -> ReviewList:
     """Newest first."""
     items = await _call(
@@ -103,35 +125,69 @@ async def list_reviews(
     return ReviewList(items=[_out(i) for i in items], limit=limit, offset=offset)
 
 
-@router.get("/stats", response_model=ReviewStats, responses=_AUTH, summary="Queue figures and agreement")
+@router.get("/stats", response_model=ReviewStats, responses=_errors(), summary="Queue figures and agreement")
 async def review_stats(service: ServiceDep, caller: ReviewCaller) -> ReviewStats:
     """Queue figures for everyone, plus the caller's own resolutions."""
     return ReviewStats.model_validate(await _call(service.reviews.stats, reviewer=caller.name))
 
 
+def neutralise_cell(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula gets a leading ``'``, which makes it plain text
+    (OWASP's advice for CSV injection); the text after the quote is the original. Other values pass."""
+    if isinstance(value, str) and value.startswith(FORMULA_LEADS):
+        return "'" + value
+    return value
+
+
+def corrections_csv(rows: list[dict[str, Any]]) -> str:
+    """The CSV export: header row = the columns, every formula-leading cell neutralised."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else list(EXPORT_COLUMNS))
+    writer.writeheader()
+    writer.writerows({key: neutralise_cell(value) for key, value in row.items()} for row in rows)
+    return buffer.getvalue()
+
+
 @router.get(
     "/export",
-    responses={**_AUTH, 200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The corrections file, sent as an attachment.",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        },
+        **_errors(422),
+    },
     summary="Reviewers' answers as training rows",
 )
 async def export_corrections(
     service: ServiceDep,
     _: ReviewCaller,
-    since: Annotated[datetime | None, Query(description="Resolved at or after this time.")] = None,
+    since: Annotated[
+        BoundedTime | None,
+        Query(description=f"Resolved at or after this time, {TIME_RANGE}; without a zone it is read as UTC."),
+    ] = None,
     export_format: Annotated[Literal["csv", "jsonl"], Query(alias="format")] = "csv",
 ) -> Response:
-    """CSV (header row = the columns) or JSON Lines, oldest answer first; ready for ``triage train``."""
+    """CSV or JSON Lines, oldest answer first; ready for ``triage train`` and ``triage retrain``.
+
+    Scope, by choice: every reviewer's resolutions, not only the caller's. Each correction is training
+    data for the next model whoever made it, and a reviewer key already sees every item in ``GET /reviews``;
+    the export holds no reviewer names. Only review and admin keys may export (a predict key gets 403).
+
+    CSV cells starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return get a leading ``'`` so that a
+    spreadsheet shows them as text instead of running them; JSON Lines carries the stored text unchanged.
+    """
     rows = await _call(service.reviews.corrections, since)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if export_format == "jsonl":
         body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         media_type = "application/x-ndjson"
     else:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else list(EXPORT_COLUMNS))
-        writer.writeheader()
-        writer.writerows(rows)
-        body = buffer.getvalue()
+        body = corrections_csv(rows)
         media_type = "text/csv; charset=utf-8"
     filename = f"review-corrections-{stamp}.{export_format}"
     return Response(
@@ -142,7 +198,7 @@ async def export_corrections(
 @router.post(
     "/claim",
     response_model=ReviewItemOut,
-    responses={**_AUTH, 204: {"description": "Nothing is waiting for review."}},
+    responses={204: {"description": "Nothing is waiting for review."}, **_errors(413)},
     summary="Take the most urgent waiting item",
 )
 async def claim(service: ServiceDep, caller: ReviewCaller) -> Any:
@@ -173,11 +229,11 @@ def _check_labels(service: ServiceDep, request: ResolveRequest) -> None:
 @router.post(
     "/{item_id}/resolve",
     response_model=ReviewItemOut,
-    responses={**_ITEM_ERRORS, 422: {"model": ErrorResponse, "description": "Unknown label or field."}},
+    responses=_errors(404, 409, 413, 422),
     summary="Record the right category (and priority)",
 )
 async def resolve(
-    item_id: int, request: ResolveRequest, service: ServiceDep, caller: ReviewCaller
+    item_id: ItemId, request: ResolveRequest, service: ServiceDep, caller: ReviewCaller
 ) -> ReviewItemOut:
     """Only the lease holder may answer; sending the same answer again returns the item unchanged."""
     _check_labels(service, request)
@@ -194,8 +250,8 @@ async def resolve(
 @router.post(
     "/{item_id}/release",
     response_model=ReviewItemOut,
-    responses=_ITEM_ERRORS,
+    responses=_errors(404, 409, 413, 422),
     summary="Hand a claimed item back to the queue",
 )
-async def release(item_id: int, service: ServiceDep, caller: ReviewCaller) -> ReviewItemOut:
+async def release(item_id: ItemId, service: ServiceDep, caller: ReviewCaller) -> ReviewItemOut:
     return _out(await _call(service.reviews.release, item_id, caller.name))

@@ -7,17 +7,18 @@ only in request headers of the JSON API calls, which check it as they would for 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from pathlib import Path as FilePath
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from ticket_triage.serving.errors import ApiError
+from ticket_triage.serving.errors import ApiError, documented
 
-router = APIRouter(tags=["ui"], include_in_schema=False)
+router = APIRouter(tags=["ui"])
 
-_PACKAGE = Path(__file__).resolve().parents[1]
+_PACKAGE = FilePath(__file__).resolve().parents[1]
 TEMPLATES_DIR = _PACKAGE / "templates"
 STATIC_DIR = _PACKAGE / "static"
 
@@ -25,7 +26,7 @@ _MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; char
 
 # Only the files present at start-up are served, looked up by exact name: a request can never reach a
 # path outside the folder, whatever it contains ("..", encoded slashes).
-_STATIC: dict[str, Path] = {
+_STATIC: dict[str, FilePath] = {
     path.name: path for path in sorted(STATIC_DIR.glob("*")) if path.is_file() and path.suffix in _MEDIA_TYPES
 }
 
@@ -61,8 +62,23 @@ async def reviewer_page(request: Request) -> HTMLResponse:
     return _templates.TemplateResponse(request, "ui.html", context, headers=_PAGE_HEADERS)
 
 
-@router.get("/ui/static/{name}", name="ui_static", summary="Reviewer page assets")
-async def reviewer_asset(name: str) -> FileResponse:
+@router.get(
+    "/ui/static/{name}",
+    name="ui_static",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The page's script or style sheet.",
+            "content": {
+                "text/javascript": {"schema": {"type": "string"}},
+                "text/css": {"schema": {"type": "string"}},
+            },
+        },
+        **documented(meaning={404: "No asset of that name.", 422: "A name longer than 200 characters."}),
+    },
+    summary="Reviewer page assets",
+)
+async def reviewer_asset(name: Annotated[str, Path(max_length=200)]) -> FileResponse:
     path = _STATIC.get(name)
     if path is None:
         raise ApiError(404, f"no UI asset named {name!r}", code="not_found")
