@@ -76,7 +76,8 @@ POISON: list[tuple[str, dict[str, Any], str, str]] = [
     ("big integer in metadata", {**GOOD, "metadata": {"crm": {"id": 2**64}}}, "metadata", "64-bit"),
     ("NUL in metadata value", {**GOOD, "metadata": {"note": "a\x00b"}}, "metadata", "metadata.note"),
     ("surrogate in metadata key", {**GOOD, "metadata": {"k\ud800": 1}}, "metadata", "lone surrogate"),
-    ("surrogate in an unknown field's name", {**GOOD, "x\ud800": 1}, "x\\ud800", "unknown field"),
+    # pydantic cannot read such a key at all: refused as the body, still a 422 and never a 500.
+    ("surrogate in an unknown field's name", {**GOOD, "x\ud800": 1}, "body", "valid string"),
     ("metadata 9 deep", {**GOOD, "metadata": _nested(9)}, "metadata", "deeper than 8"),
     ("metadata 600 deep", {**GOOD, "metadata": _nested(600)}, "metadata", "deeper than 8"),
     ("metadata over 16 KiB", {**GOOD, "metadata": {"blob": "x" * 17_000}}, "metadata", "over the limit"),
