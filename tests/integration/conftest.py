@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -170,6 +171,54 @@ def running_server(models_dir: Path, log_path: Path, **env: str) -> Iterator[Ser
         yield server
     finally:
         server.stop()
+
+
+SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def shared() -> Iterator[tuple[redis.Redis, str]]:
+    """A sync client on the shared Redis and a model version nobody else uses; its keys go at teardown."""
+    from ticket_triage.serving.cache import KEY_PREFIX
+
+    client = redis.Redis.from_url(SHARED_REDIS_URL, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"the shared Redis on 127.0.0.1:6379 is not answering: {exc}")
+    version = f"test-{uuid.uuid4().hex}"
+    yield client, version
+    keys = list(client.scan_iter(match=f"{KEY_PREFIX}:{version}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def make_writer(
+    engine: Any,
+    spool_dir: Path,
+    *,
+    metrics: Any = None,
+    prepare: Callable[[], None] | None = None,
+    retention_days: int = 30,
+) -> Any:
+    """A durable writer with small batches and quick retries, on a real engine, store and spool."""
+    from ticket_triage.audit import DurableWriter
+    from ticket_triage.audit.spool import Spool
+    from ticket_triage.review import ReviewStore
+
+    return DurableWriter(
+        engine,
+        ReviewStore(engine, lease_seconds=60),
+        Spool(spool_dir),
+        batch_size=50,
+        flush_seconds=0.02,
+        queue_max=10_000,
+        retry_seconds=0.05,
+        retention_days=retention_days,
+        metrics=metrics,
+        prepare=prepare,
+    )
 
 
 class PrivateRedis:

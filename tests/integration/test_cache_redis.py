@@ -10,8 +10,7 @@ import asyncio
 import hashlib
 import json
 import re
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -21,7 +20,7 @@ from tests.integration.conftest import PrivateRedis
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.serving.breaker import AsyncCircuitBreaker
-from ticket_triage.serving.cache import KEY_PREFIX, MemoryCache, RedisCache, build_cache, cache_key, sign
+from ticket_triage.serving.cache import MemoryCache, RedisCache, build_cache, cache_key, sign
 
 T = TypeVar("T")
 
@@ -59,22 +58,6 @@ def stored_json(raw: bytes) -> object:
 
 
 # --- fixtures ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def shared() -> Iterator[tuple[redis.Redis, str]]:
-    """A sync client on the shared Redis and a model version nobody else uses; its keys go at teardown."""
-    client = redis.Redis.from_url(SHARED_URL, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"the shared Redis on 127.0.0.1:6379 is not answering: {exc}")
-    version = f"test-{uuid.uuid4().hex}"
-    yield client, version
-    keys = list(client.scan_iter(match=f"{KEY_PREFIX}:{version}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def redis_cache(

@@ -13,8 +13,7 @@ import json
 import math
 import os
 import stat
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +24,7 @@ import redis
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.serving.breaker import AsyncCircuitBreaker
-from ticket_triage.serving.cache import KEY_PREFIX, RedisCache, build_cache, cache_key, sign, signing_key
+from ticket_triage.serving.cache import RedisCache, build_cache, cache_key, sign, signing_key
 from ticket_triage.serving.inference import Scores
 
 T = TypeVar("T")
@@ -56,21 +55,6 @@ def genuine(text: str) -> dict[str, Any]:
 def cache_on(url: str, secret: bytes, metrics: ServiceMetrics) -> RedisCache:
     breaker = AsyncCircuitBreaker("redis", fail_max=5, reset_timeout_s=30, call_timeout_s=2.0)
     return RedisCache(url, ttl_seconds=300, breaker=breaker, signing_key=secret, metrics=metrics)
-
-
-@pytest.fixture
-def shared() -> Iterator[tuple[redis.Redis, str]]:
-    client = redis.Redis.from_url(SHARED_URL, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"the shared Redis on 127.0.0.1:6379 is not answering: {exc}")
-    version = f"trust-{uuid.uuid4().hex}"
-    yield client, version
-    keys = list(client.scan_iter(match=f"{KEY_PREFIX}:{version}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _json(value: object) -> str:

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from tests.integration.conftest import make_writer
 
 from ticket_triage.audit import AuditRecord, AuditRow, DurableWriter, Spool, count_audit, insert_audit
 from ticket_triage.audit.writer import decode_review, encode_review
-from ticket_triage.review import NewReviewItem, ReviewStore, make_engine, migrate
+from ticket_triage.review import NewReviewItem, make_engine, migrate
 from ticket_triage.review.models import ReviewRow
 
 
@@ -61,17 +62,7 @@ def engine(tmp_path: Path) -> Engine:
 
 
 def _writer(engine: Engine, spool_dir: Path, prepare: Callable[[], None] | None = None) -> DurableWriter:
-    return DurableWriter(
-        engine,
-        ReviewStore(engine, lease_seconds=60),
-        Spool(spool_dir),
-        batch_size=50,
-        flush_seconds=0.02,
-        queue_max=10_000,
-        retry_seconds=0.05,
-        retention_days=30,
-        prepare=prepare,
-    )
+    return make_writer(engine, spool_dir, prepare=prepare)
 
 
 def test_spool_keeps_order_and_the_unreplayed_tail(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_a_batch_whose_ticket_the_model_fails_on_names_that_ticket(trained: Any,
     tickets[bad_at] = Ticket.model_construct(subject="x", description="y", created_at=YEAR_ONE)
 
     async def main() -> BaseException | None:
-        batcher = MicroBatcher(max_batch_size=3, max_wait_ms=0)
+        batcher = MicroBatcher(max_batch_size=3, max_wait_ms=0, max_bulk_size=3)
         batcher.start()
         try:
             await batcher.score(model, tickets, "bulk")

@@ -19,13 +19,14 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
+from tests.integration.conftest import make_writer
 
 from ticket_triage.audit import AuditRecord, DeadLetterStore, DurableWriter, Spool, insert_audit
 from ticket_triage.audit.dead_letter import FILE_NAME, DeadLetterRow
 from ticket_triage.audit.isolate import isolate
 from ticket_triage.audit.writer import encode_review
 from ticket_triage.monitoring.metrics import ServiceMetrics
-from ticket_triage.review import NewReviewItem, ReviewStore, make_engine, migrate
+from ticket_triage.review import NewReviewItem, make_engine, migrate
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 GOOD = 200
@@ -168,18 +169,7 @@ class Traffic:
 def _writer(
     engine: Engine, spool_dir: Path, metrics: ServiceMetrics, prepare: Callable[[], None] | None = None
 ) -> DurableWriter:
-    return DurableWriter(
-        engine,
-        ReviewStore(engine, lease_seconds=60),
-        Spool(spool_dir),
-        batch_size=50,
-        flush_seconds=0.02,
-        queue_max=10_000,
-        retry_seconds=0.05,
-        retention_days=0,
-        metrics=metrics,
-        prepare=prepare,
-    )
+    return make_writer(engine, spool_dir, metrics=metrics, prepare=prepare, retention_days=0)
 
 
 def _stored(engine: Engine) -> tuple[list[str], list[str], list[DeadLetterRow]]:

@@ -122,7 +122,7 @@ def test_a_failing_bulk_request_names_its_bad_ticket_by_request_position() -> No
     model = RecordingModel(delay=0.0, fail_on="ticket 13")
 
     async def main() -> object:
-        batcher = MicroBatcher(max_batch_size=4, max_wait_ms=0)
+        batcher = MicroBatcher(max_batch_size=4, max_wait_ms=0, max_bulk_size=4)
         batcher.start()
         tickets = [_ticket(i) for i in range(20)]
         outcome = await asyncio.gather(batcher.score(model, tickets, "bulk"), return_exceptions=True)  # type: ignore[arg-type]
@@ -136,7 +136,7 @@ def test_a_failing_bulk_request_names_its_bad_ticket_by_request_position() -> No
 
 
 def test_bulk_requests_are_cut_into_passes_within_the_ticket_and_character_bounds() -> None:
-    batcher = MicroBatcher(max_batch_size=3, max_wait_ms=0, max_pass_chars=100)
+    batcher = MicroBatcher(max_batch_size=64, max_wait_ms=0, max_bulk_size=3, max_pass_chars=100)
     tickets = [Ticket(subject="x" * n) for n in (10, 10, 10, 10, 60, 50, 150, 5)]
     chunks = batcher.chunks(tickets)
     assert [[len(t.subject or "") for t in c] for c in chunks] == [[10, 10, 10], [10, 60], [50], [150], [5]]
@@ -147,7 +147,7 @@ def test_single_tickets_wait_for_at_most_one_bulk_pass() -> None:
     model = RecordingModel(delay=0.02)
 
     async def main() -> tuple[list[tuple[str, int]], int]:
-        batcher = MicroBatcher(max_batch_size=4, max_wait_ms=0)
+        batcher = MicroBatcher(max_batch_size=4, max_wait_ms=0, max_bulk_size=4)
         batcher.start()
         bulk = asyncio.ensure_future(batcher.score(model, [_ticket(i) for i in range(48)], "bulk"))  # type: ignore[arg-type]
         await asyncio.sleep(0.005)  # the first bulk pass is running
@@ -168,7 +168,7 @@ def test_a_stream_of_single_tickets_still_leaves_bulk_every_other_pass() -> None
     model = RecordingModel(delay=0.01)
 
     async def main() -> list[tuple[str, int]]:
-        batcher = MicroBatcher(max_batch_size=2, max_wait_ms=0)
+        batcher = MicroBatcher(max_batch_size=2, max_wait_ms=0, max_bulk_size=2)
         batcher.start()
         bulk = asyncio.ensure_future(batcher.score(model, [_ticket(i) for i in range(8)], "bulk"))  # type: ignore[arg-type]
         singles = [batcher.score(model, [_ticket(100 + i)]) for i in range(30)]  # type: ignore[arg-type]

@@ -83,6 +83,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     batcher = MicroBatcher(
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
+        max_bulk_size=settings.max_bulk_size,
         max_pass_chars=settings.max_pass_chars,
         metrics=metrics,
         entities=EntityWorker() if settings.entity_process else None,

@@ -6,7 +6,7 @@ Every pass runs on one dedicated worker thread: passes never compete with each o
 and the event loop stays free to answer ``/livez`` and cache hits while a pass runs.
 
 Fairness: jobs wait in two lanes, ``interactive`` (``/predict``) and ``bulk`` (``/predict/batch``). A bulk
-request is cut into chunks of at most ``max_batch_size`` tickets and ``max_pass_chars`` characters, and
+request is cut into chunks of at most ``max_bulk_size`` tickets and ``max_pass_chars`` characters, and
 when both lanes wait the passes alternate between them. A single ticket therefore waits for at most one
 bounded bulk pass, and a stream of single tickets still leaves bulk callers every other pass.
 
@@ -79,11 +79,13 @@ class MicroBatcher:
         *,
         max_batch_size: int,
         max_wait_ms: float,
-        max_pass_chars: int = 64_000,
+        max_bulk_size: int = 256,
+        max_pass_chars: int = 24_000,
         metrics: ServiceMetrics | None = None,
         entities: EntityWorker | None = None,
     ) -> None:
         self.max_batch_size = max_batch_size
+        self.max_bulk_size = max_bulk_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_pass_chars = max_pass_chars
         self.metrics = metrics
@@ -132,7 +134,7 @@ class MicroBatcher:
         start, chars = 0, 0
         for i, ticket in enumerate(tickets):
             size = ticket_chars(ticket)
-            if i > start and (i - start >= self.max_batch_size or chars + size > self.max_pass_chars):
+            if i > start and (i - start >= self.max_bulk_size or chars + size > self.max_pass_chars):
                 out.append(tickets[start:i])
                 start, chars = i, 0
             chars += size
@@ -219,7 +221,8 @@ class MicroBatcher:
         first = queue.popleft()
         jobs, size, chars = [first], len(first.tickets), first.chars
         deadline = time.monotonic() + self.max_wait_s
-        while size < self.max_batch_size:
+        limit = self.max_bulk_size if lane == "bulk" else self.max_batch_size
+        while size < limit:
             if not queue and not await self._wait_for(lane, max(0.0, deadline - time.monotonic())):
                 break
             self._drop_done()
@@ -228,7 +231,7 @@ class MicroBatcher:
             job = queue[0]
             if (
                 job.model is not first.model
-                or size + len(job.tickets) > self.max_batch_size
+                or size + len(job.tickets) > limit
                 or chars + job.chars > self.max_pass_chars
             ):
                 break  # it starts the next pass
