@@ -92,6 +92,7 @@ class Service:
                     scores[i] = model.scores_from_cache(value)
                 except (KeyError, TypeError, ValueError):
                     log.warning("ignoring a cached entry of the wrong shape for model %s", model.version)
+                    self.metrics.cache_lookups.labels(backend=self.cache.backend, result="rejected").inc()
         was_cached = [s is not None for s in scores]
 
         first_of: dict[str, int] = {}
