@@ -66,7 +66,6 @@ async def release_when_unused(
     freed = ref() is None
     if not freed:
         log.warning("a swapped-out model is still referenced after %.0f s; its memory stays", timeout)
-    gc.collect()
+    freeze_loaded_objects()
     trim_heap()
-    gc.freeze()
     return freed

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from ticket_triage.serving.batcher import ticket_chars
 from ticket_triage.serving.errors import ApiError, documented
 from ticket_triage.serving.routes.deps import PredictCaller, ServiceDep
 from ticket_triage.serving.schemas import (
@@ -52,7 +53,7 @@ def _check_lengths(tickets: list[Ticket], limit: int, prefix: str) -> None:
 
 def _check_total_chars(tickets: list[Ticket], limit: int) -> None:
     """Bounds one request's scoring cost: any ticket may be at its own limit, not every ticket at once."""
-    total = sum(len(t.subject or "") + len(t.description or "") for t in tickets)
+    total = sum(ticket_chars(t) for t in tickets)
     if total > limit:
         raise ApiError(
             413,
