@@ -8,9 +8,10 @@ import pandas as pd
 from ticket_triage.data.schema import ID
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.bundle import Bundle
+from ticket_triage.models.target import Target
 
-CATEGORY = "category"
-PRIORITY = "priority"
+CATEGORY = Target.CATEGORY
+PRIORITY = Target.PRIORITY
 
 
 def route_of(confidence: np.ndarray, threshold: float) -> np.ndarray:

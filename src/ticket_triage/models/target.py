@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,13 @@ import numpy as np
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.calibration import TemperatureScaler
 from ticket_triage.models.ensemble import WeightedEnsemble
+
+
+class Target(StrEnum):
+    """What a bundle predicts. A StrEnum, so bundles that stored the plain strings still compare equal."""
+
+    CATEGORY = "category"
+    PRIORITY = "priority"
 
 
 @dataclass
