@@ -143,17 +143,19 @@ def test_retrain_trains_on_the_data_with_corrections_overriding_labels(loop: Loo
     assert challenger.parent == loop.models
     assert live_name(loop.models) == loop.champion.name, "a challenger must never be made live by retrain"
     manifest = read_manifest(challenger)
-    feedback = manifest["feedback"]
+    feedback = manifest.feedback
+    assert feedback is not None
     assert feedback["champion"] == loop.champion.name
     assert feedback["read"] == len(loop.mislabelled) + len(loop.added)
     assert feedback["overridden_by_id"] == len(loop.mislabelled)
     assert feedback["categories_changed"] == len(loop.mislabelled)
     assert feedback["added"] == len(loop.added)
     assert feedback["skipped"] == {}
-    assert manifest["columns"]["text"] == ["subject", "body"] and manifest["columns"]["label"] == "queue"
+    assert manifest.columns is not None
+    assert manifest.columns.text == ("subject", "body") and manifest.columns.label == "queue"
     original = len(pd.read_csv(loop.train_csv))
-    assert sum(manifest["rows"].values()) == original + len(loop.added)  # every queue has enough rows
-    assert manifest["data_fingerprint"] != read_manifest(loop.champion)["data_fingerprint"]
+    assert sum(manifest.rows.values()) == original + len(loop.added)  # every queue has enough rows
+    assert manifest.data_fingerprint != read_manifest(loop.champion).data_fingerprint
     assert load_bundle(challenger).targets["category"].labels  # loads and verifies
 
 
@@ -280,9 +282,7 @@ def test_the_review_export_trains_via_triage_train(
     bundle = load_bundle(models)
     assert set(bundle.targets) == {"category", "priority"}
     assert set(bundle.targets["category"].labels) <= set(train["queue"])
-    assert bundle.manifest["rows"]["train"] + bundle.manifest["rows"]["validation"] + bundle.manifest["rows"][
-        "test"
-    ] <= len(train)
+    assert sum(bundle.manifest.rows.values()) <= len(train)
 
 
 RETRAIN_GOOD = ["retrain", "--model", "{models}", "--corrections", "{good}", "--out", "{root}/m"]

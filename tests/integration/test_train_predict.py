@@ -15,6 +15,7 @@ from ticket_triage.cli import app
 from ticket_triage.data.loader import load_tickets
 from ticket_triage.data.schema import ColumnMap
 from ticket_triage.models.bundle import BundleError, load_bundle
+from ticket_triage.models.manifest import Manifest
 from ticket_triage.models.predictor import predict_frame
 
 runner = CliRunner()
@@ -38,10 +39,12 @@ def test_reloaded_bundle_predicts_identically(trained, synthetic_sample: Path) -
 
 
 def test_bundle_holds_report_reference_and_manifest(trained) -> None:
-    manifest = json.loads((trained.path / "manifest.json").read_text())
+    text = (trained.path / "manifest.json").read_text()
+    manifest = json.loads(text)
     assert set(manifest["targets"]) == {"category", "priority"}
     assert len(manifest["data_fingerprint"]) == 64
     assert manifest["libraries"]["scikit-learn"] == "1.9.1"
+    assert json.dumps(Manifest.from_json(manifest).to_json(), indent=1) == text  # typed, nothing lost
     reference = json.loads((trained.path / "reference.json").read_text())
     assert any(name.startswith("sentiment__") for name in reference["features"])
     for bins in reference["features"].values():

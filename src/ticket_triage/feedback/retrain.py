@@ -18,6 +18,8 @@ from ticket_triage.feedback.corrections import (
     read_corrections,
 )
 from ticket_triage.models.bundle import read_manifest, resolve_bundle_path
+from ticket_triage.models.manifest import Manifest
+from ticket_triage.models.target import Target
 from ticket_triage.models.training import TrainResult, train_bundle
 
 #: ColumnMap fields besides ``text``, as ``triage train`` records them in the manifest's ``columns``.
@@ -34,17 +36,17 @@ class RetrainResult:
     corrections_report: LoadReport
 
 
-def champion_columns(manifest: dict[str, Any], overrides: dict[str, Any]) -> ColumnMap:
+def champion_columns(manifest: Manifest, overrides: dict[str, Any]) -> ColumnMap:
     """The champion's training columns from its manifest; any override given replaces the recorded one."""
-    recorded = manifest.get("columns") or {}
-    text = overrides.get("text") or recorded.get("text")
-    fields = {name: overrides.get(name) or recorded.get(name) for name in SCALAR_FIELDS}
+    recorded = manifest.columns or ColumnMap(text=())
+    text = overrides.get("text") or recorded.text
+    fields = {name: overrides.get(name) or getattr(recorded, name) for name in SCALAR_FIELDS}
     if not text or not fields["label"]:
         raise FeedbackError(
-            f"bundle {manifest.get('version')} does not record the columns it was trained on; "
+            f"bundle {manifest.version} does not record the columns it was trained on; "
             "give them: --text and --label (and --priority, --timestamp, … as for `triage train`)"
         )
-    return ColumnMap(text=tuple(text), extra=dict(recorded.get("extra") or {}), **fields)
+    return ColumnMap(text=tuple(text), extra=dict(recorded.extra), **fields)
 
 
 def retrain(
@@ -61,7 +63,7 @@ def retrain(
     manifest = read_manifest(champion_path)
     loaded = read_corrections(corrections)  # first: a bad source should not wait for the data to load
     if not data:
-        data = [Path(p) for p in manifest.get("data_files", [])]
+        data = [Path(p) for p in manifest.data_files or ()]
         missing = [str(p) for p in data if not p.is_file()]
         if not data or missing:
             where = f" ({', '.join(missing)} not found)" if missing else ""
@@ -73,28 +75,23 @@ def retrain(
         original.frame,
         loaded.frame,
         mapped=mapped,
-        known_categories=manifest.get("targets", {}).get("category", ()),
+        known_categories=manifest.targets.get(Target.CATEGORY, ()),
         skipped=loaded.report.dropped,
         read=loaded.report.rows_read,
     )
     # Same configuration as the champion so the comparison measures the data, not a changed setting.
-    if "routing_threshold" in manifest:
-        settings = settings.model_copy(update={"routing_threshold": float(manifest["routing_threshold"])})
-    if "feature_config" in manifest:
-        feature_config = FeatureConfig.model_validate(manifest["feature_config"])
-    else:
-        feature_config = FeatureConfig.from_toml(settings.feature_config)
+    settings = settings.model_copy(update={"routing_threshold": manifest.routing_threshold})
     result = train_bundle(
         merged,
         settings=settings,
-        feature_config=feature_config,
-        weighting=str(manifest.get("weighting", "learned")),
+        feature_config=FeatureConfig.model_validate(dict(manifest.feature_config)),
+        weighting=manifest.weighting,
         out_dir=out_dir,
         data_info={
             "data_files": [str(p) for p in data],
             "columns": columns.__dict__ | {"text": list(columns.text)},
             "feedback": {
-                "champion": manifest.get("version", champion_path.name),
+                "champion": manifest.version,
                 "champion_path": str(champion_path),
                 "corrections": describe_source(corrections),
                 **report.to_dict(),
@@ -106,7 +103,7 @@ def retrain(
         train=result,
         merge=report,
         columns=columns,
-        champion=str(manifest.get("version", champion_path.name)),
+        champion=manifest.version,
         data_report=original.report,
         corrections_report=loaded.report,
     )

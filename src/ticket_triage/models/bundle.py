@@ -14,9 +14,10 @@ from typing import Any
 import joblib
 
 from ticket_triage.features.pipeline import FeaturePipeline
-from ticket_triage.models.target import TargetModel
+from ticket_triage.models.errors import BundleError
+from ticket_triage.models.manifest import FORMAT_VERSION, Manifest
+from ticket_triage.models.target import Target, TargetModel
 
-FORMAT_VERSION = 2  # 2: one fine-tuned encoder feeds every member (model v2)
 LIVE_POINTER = "LIVE"
 MANIFEST = "manifest.json"
 PIPELINE_FILE = "pipeline.joblib"
@@ -41,10 +42,6 @@ PINNED_DISTRIBUTIONS = (
     "pandas",
     "textblob",
 )
-
-
-class BundleError(ValueError):
-    """A bundle is missing, incomplete, corrupt or was written by other library versions."""
 
 
 def library_versions() -> dict[str, str]:
@@ -74,18 +71,18 @@ class Bundle:
     """Everything needed to predict, plus what monitoring and reports need."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     pipeline: FeaturePipeline
-    targets: dict[str, TargetModel]
+    targets: dict[Target, TargetModel]
     reference: dict[str, Any] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return self.manifest.version
 
     @property
     def threshold(self) -> float:
-        return float(self.manifest["routing_threshold"])
+        return self.manifest.routing_threshold
 
 
 def new_version_name(fingerprint: str, now: datetime | None = None) -> str:
@@ -98,12 +95,16 @@ def save_bundle(
     out_dir: Path,
     *,
     pipeline: FeaturePipeline,
-    targets: dict[str, TargetModel],
+    targets: dict[Target, TargetModel],
     reference: dict[str, Any],
     reference_pca: Any,
     info: dict[str, Any],
 ) -> Path:
-    """Write a bundle under ``out_dir``; the manifest goes last so a half-written folder never loads."""
+    """Write a bundle under ``out_dir``; the manifest goes last so a half-written folder never loads.
+
+    ``info`` holds the manifest fields only training knows; the manifest is checked like a read one before
+    it is written, so a bundle that would be refused on load is never written.
+    """
     version = new_version_name(info["data_fingerprint"])
     path = out_dir / version
     path.mkdir(parents=True, exist_ok=False)
@@ -115,17 +116,19 @@ def save_bundle(
     if reference_pca is not None:
         joblib.dump(reference_pca, path / REFERENCE_PCA_FILE)
         files.append(REFERENCE_PCA_FILE)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "version": version,
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "libraries": library_versions(),
-        "targets": {name: t.labels for name, t in targets.items()},
-        "files": {name: _sha256(path / name) for name in files},
-        **info,
-    }
-    (path / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
+    manifest = Manifest.from_json(
+        {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+            "libraries": library_versions(),
+            "targets": {name: t.labels for name, t in targets.items()},
+            "files": {name: _sha256(path / name) for name in files},
+            **info,
+        }
+    )
+    (path / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1, default=str), encoding="utf-8")
     return path
 
 
@@ -157,25 +160,25 @@ def load_reference_pca(path: Path) -> Any | None:
     return joblib.load(pca_path) if pca_path.exists() else None
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> Manifest:
+    """The bundle's manifest, checked field by field (wrong format, missing or ill-typed fields)."""
     try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        raw = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise BundleError(f"{path} is not a complete model bundle: {MANIFEST} is missing") from exc
     except json.JSONDecodeError as exc:
         raise BundleError(f"{path / MANIFEST} is not valid JSON: {exc}") from exc
-    return manifest
+    try:
+        return Manifest.from_json(raw)
+    except BundleError as exc:
+        raise BundleError(f"bundle {path.name}: {exc}") from exc
 
 
-def check_bundle(path: Path, manifest: dict[str, Any]) -> None:
-    """Refuse a bundle we cannot trust: wrong format, missing or altered files, other library versions."""
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(
-            f"bundle {path.name} has format version {manifest.get('format_version')!r}; "
-            f"this ticket-triage reads format {FORMAT_VERSION}"
-        )
+def check_bundle(path: Path, manifest: Manifest) -> None:
+    """Refuse a bundle we cannot trust: missing or altered files, other library versions (the manifest's
+    format was checked when it was read)."""
     problems = []
-    for name, digest in manifest.get("files", {}).items():
+    for name, digest in manifest.files.items():
         file = path / name
         if not file.exists():
             problems.append(f"{name} is missing")
@@ -186,7 +189,7 @@ def check_bundle(path: Path, manifest: dict[str, Any]) -> None:
     current = library_versions()
     mismatched = [
         f"{dist} {want} (installed: {current.get(dist, 'absent')})"
-        for dist, want in manifest.get("libraries", {}).items()
+        for dist, want in manifest.libraries.items()
         if current.get(dist) != want
     ]
     if mismatched:
@@ -202,7 +205,7 @@ def load_bundle(path: Path) -> Bundle:
     path = resolve_bundle_path(Path(path))
     manifest = read_manifest(path)
     check_bundle(path, manifest)
-    targets = {name: joblib.load(path / _target_file(name)) for name in manifest["targets"]}
+    targets = {name: joblib.load(path / _target_file(name)) for name in manifest.targets}
     reference = json.loads((path / REFERENCE_FILE).read_text(encoding="utf-8"))
     return Bundle(
         path=path,

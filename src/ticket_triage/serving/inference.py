@@ -261,8 +261,7 @@ class ServingModel:
 
     @property
     def trained_at(self) -> str | None:
-        value = self.bundle.manifest.get("trained_at")
-        return None if value is None else str(value)
+        return self.bundle.manifest.trained_at.isoformat()
 
     def review_share_baseline(self) -> float | None:
         """Share of held-out tickets this model routed to review at its threshold, when trained."""
@@ -281,9 +280,9 @@ class ServingModel:
             }
         return {
             "version": self.version,
-            "trained_at": manifest.get("trained_at"),
+            "trained_at": manifest.trained_at.isoformat(),
             "routing_threshold": self.threshold,
-            "data_fingerprint": manifest.get("data_fingerprint"),
+            "data_fingerprint": manifest.data_fingerprint,
             "targets": targets,
             "evaluation": evaluation_summary(self.bundle.path),
         }
