@@ -9,6 +9,7 @@ from ticket_triage.config import Settings
 from ticket_triage.data.splits import Splits
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.out_of_fold import FoldCopies
+from ticket_triage.models.target import Target
 from ticket_triage.models.training import train_target
 
 SEED = 7
@@ -32,7 +33,7 @@ def test_a_member_without_weight_is_kept_as_fold_copies_not_refitted() -> None:
     labels, features, splits = _problem()
     weights = {"xgboost": 0.0, "lightgbm": 0.5, "random_forest": 0.0, "logreg": 0.5}
     settings = Settings(weights=weights, xgboost_rounds=20, lightgbm_rounds=20, forest_trees=20, cv_folds=2)
-    result = train_target("category", labels, ["a", "b", "c"], splits, features, settings, "seed")
+    result = train_target(Target.CATEGORY, labels, ["a", "b", "c"], splits, features, settings, "seed")
     members = result.model.ensemble.members
     assert isinstance(members["xgboost"], FoldCopies) and len(members["xgboost"].copies) == 2
     assert isinstance(members["random_forest"], FoldCopies)
@@ -52,5 +53,5 @@ def test_a_member_without_weight_is_kept_as_fold_copies_not_refitted() -> None:
 def test_every_member_with_weight_is_refitted_on_all_rows() -> None:
     labels, features, splits = _problem()
     settings = Settings(xgboost_rounds=20, lightgbm_rounds=20, forest_trees=20, cv_folds=2)
-    result = train_target("category", labels, ["a", "b", "c"], splits, features, settings, "seed")
+    result = train_target(Target.CATEGORY, labels, ["a", "b", "c"], splits, features, settings, "seed")
     assert not any(isinstance(m, FoldCopies) for m in result.model.ensemble.members.values())

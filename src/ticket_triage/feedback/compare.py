@@ -31,6 +31,7 @@ from ticket_triage.features.base import FeatureSet
 from ticket_triage.feedback import FeedbackError
 from ticket_triage.models.bundle import MANIFEST, Bundle
 from ticket_triage.models.metrics import classification_summary
+from ticket_triage.models.target import Target
 from ticket_triage.models.training import encode_labels
 
 COMPARISON_FILE = "comparison.json"
@@ -62,7 +63,7 @@ def judge(champion: dict[str, Any], challenger: dict[str, Any], tolerance: float
 
 
 def _scores(
-    bundle: Bundle, features: FeatureSet, frame: pd.DataFrame, target: str, column: str, rows: np.ndarray
+    bundle: Bundle, features: FeatureSet, frame: pd.DataFrame, target: Target, column: str, rows: np.ndarray
 ) -> dict[str, Any]:
     model = bundle.targets[target]
     codes, known = encode_labels(frame[column].iloc[rows], model.labels)
@@ -127,7 +128,7 @@ class Comparison:
             f"challenger: {challenger['version']}",
             f"{'':<24}{'champion':>12}{'challenger':>12}",
         ]
-        for target in ("category", "priority"):
+        for target in Target:
             a, b = champion.get(target), challenger.get(target)
             if not a or not b:
                 continue
@@ -162,7 +163,7 @@ def compare_bundles(
     """Score both bundles on the rows of ``frame`` (a canonical, labelled frame read from ``files``)."""
     if tolerance < 0:
         raise FeedbackError(f"--tolerance must not be negative, got {tolerance}")
-    a_labels, b_labels = champion.targets["category"].labels, challenger.targets["category"].labels
+    a_labels, b_labels = champion.targets[Target.CATEGORY].labels, challenger.targets[Target.CATEGORY].labels
     rows = _shared_rows(frame, LABEL, a_labels, b_labels)
     if not len(rows):
         raise FeedbackError("no held-out row has a category both bundles learned: nothing to compare on")
@@ -186,18 +187,18 @@ def compare_bundles(
             "path": str(bundle.path),
             "manifest_sha256": _manifest_sha(bundle),
             "threshold": bundle.threshold,
-            "category": _scores(bundle, features[side], frame, "category", LABEL, rows),
-            "priority": None,
+            Target.CATEGORY: _scores(bundle, features[side], frame, Target.CATEGORY, LABEL, rows),
+            Target.PRIORITY: None,
         }
-    if PRIORITY in frame.columns and all("priority" in b.targets for b in (champion, challenger)):
-        p_rows = _shared_rows(
-            frame, PRIORITY, champion.targets["priority"].labels, challenger.targets["priority"].labels
-        )
+    if PRIORITY in frame.columns and all(Target.PRIORITY in b.targets for b in (champion, challenger)):
+        a_priorities, b_priorities = (b.targets[Target.PRIORITY].labels for b in (champion, challenger))
+        p_rows = _shared_rows(frame, PRIORITY, a_priorities, b_priorities)
         if len(p_rows):
             for side, bundle in bundles.items():
-                sides[side]["priority"] = _scores(bundle, features[side], frame, "priority", PRIORITY, p_rows)
+                scores = _scores(bundle, features[side], frame, Target.PRIORITY, PRIORITY, p_rows)
+                sides[side][Target.PRIORITY] = scores
 
-    reasons = judge(sides["champion"]["category"], sides["challenger"]["category"], tolerance)
+    reasons = judge(sides["champion"][Target.CATEGORY], sides["challenger"][Target.CATEGORY], tolerance)
     return Comparison(
         {
             "compared_at": datetime.now(UTC).isoformat(timespec="seconds"),

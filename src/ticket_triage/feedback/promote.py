@@ -31,6 +31,7 @@ from typing import Any
 from ticket_triage.feedback import FeedbackError
 from ticket_triage.feedback.compare import COMPARISON_FILE, DEFAULT_TOLERANCE, Comparison, file_sha256, judge
 from ticket_triage.models.bundle import LIVE_POINTER, MANIFEST, check_bundle, read_manifest
+from ticket_triage.models.target import Target
 
 HISTORY_FILE = "promotions.jsonl"
 LOCK_FILE = ".promote.lock"
@@ -116,13 +117,13 @@ def _problems(
     ):
         problems.append(f"{COMPARISON_FILE} does not describe this bundle as it is now; compare again")
     if not problems:
-        problems += judge(champion["category"], challenger["category"], tolerance)
+        problems += judge(champion[Target.CATEGORY], challenger[Target.CATEGORY], tolerance)
     summary = {
         "compared_at": data.get("compared_at"),
         "heldout": data.get("heldout", {}).get("files"),
         "rows_compared": data.get("heldout", {}).get("rows_compared"),
-        "champion": {"version": champion.get("version"), **_short(champion.get("category"))},
-        "challenger": {"version": challenger.get("version"), **_short(challenger.get("category"))},
+        "champion": {"version": champion.get("version"), **_short(champion.get(Target.CATEGORY))},
+        "challenger": {"version": challenger.get("version"), **_short(challenger.get(Target.CATEGORY))},
     }
     return problems, summary
 

@@ -23,11 +23,11 @@ from ticket_triage.models.report import (
     TargetResults,
     summary_lines,
 )
-from ticket_triage.models.target import TargetModel
+from ticket_triage.models.target import Target, TargetModel
 from ticket_triage.models.training import TrainResult, encode_labels
 
 #: Which frame column holds the truth for each target.
-TARGET_COLUMNS = {"category": LABEL, "priority": PRIORITY}
+TARGET_COLUMNS = {Target.CATEGORY: LABEL, Target.PRIORITY: PRIORITY}
 
 
 def score_target(
@@ -92,8 +92,8 @@ def write_training_report(result: TrainResult, threshold: float) -> list[str]:
     report = EvaluationReport(dataset=dataset, targets=targets, threshold=threshold)
     report.write(result.path / EVALUATION_DIR)
     lines = [
-        f"evaluated on the held-out {result.targets['category'].evaluated_on} split "
-        f"({len(result.targets['category'].y_eval)} rows); training took {result.total_seconds:.0f} s"
+        f"evaluated on the held-out {result.targets[Target.CATEGORY].evaluated_on} split "
+        f"({len(result.targets[Target.CATEGORY].y_eval)} rows); training took {result.total_seconds:.0f} s"
     ]
     return lines + summary_lines(report.to_dict())
 

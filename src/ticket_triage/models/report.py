@@ -24,6 +24,7 @@ from ticket_triage.models.metrics import (
     prediction_summary,
     reliability_bins,
 )
+from ticket_triage.models.target import Target
 
 SEED_ENSEMBLE = "ensemble (seed weights)"
 LEARNED_ENSEMBLE = "ensemble (learned weights)"
@@ -187,7 +188,7 @@ class EvaluationReport:
             "highest_priority": highest_priority_recall(
                 target.labels, target.y_true, after.probs, self.threshold
             )
-            if target.name == "priority"
+            if target.name == Target.PRIORITY
             else None,
             "n_classes": len(target.labels),
             "primary_system": target.primary,

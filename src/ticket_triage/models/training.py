@@ -29,7 +29,7 @@ from ticket_triage.models.calibration import TemperatureScaler
 from ticket_triage.models.ensemble import WeightedEnsemble, optimize_weights
 from ticket_triage.models.members import build_members
 from ticket_triage.models.out_of_fold import out_of_fold_probas
-from ticket_triage.models.target import TargetModel
+from ticket_triage.models.target import Target, TargetModel
 from ticket_triage.monitoring.reference import build_reference
 from ticket_triage.runtime import resolve_precision, usable_cpus
 
@@ -80,7 +80,7 @@ def target_labels(values: pd.Series) -> list[str]:
 
 
 def train_target(
-    name: str,
+    name: Target,
     values: pd.Series,
     labels: list[str],
     splits: Splits,
@@ -91,7 +91,7 @@ def train_target(
     """Fit the members, learn their weights out of fold, calibrate on validation, evaluate on test."""
     if len(labels) < 2:
         raise ValueError(
-            f"target {name!r} has {len(labels)} class(es) in the training split; need at least 2"
+            f"target '{name}' has {len(labels)} class(es) in the training split; need at least 2"
         )
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -102,7 +102,7 @@ def train_target(
         y[split], rows[split] = codes[mask], np.flatnonzero(mask)
     fs = {split: features[split].subset(rows[split]) for split in features}
     members = build_members(
-        target=name,
+        target=name.value,  # what gets pickled holds plain strings, so bundles never depend on the enum
         seed=settings.seed,
         threads=settings.threads or usable_cpus(),
         xgboost_rounds=settings.xgboost_rounds,
@@ -137,7 +137,7 @@ def train_target(
     calibrated = calibrator.transform(validation_mix)
     baseline = LinearSvcBaseline(seed=settings.seed).fit(fs["train"].texts, y["train"])
     model = TargetModel(
-        name=name,
+        name=name.value,
         labels=labels,
         ensemble=ensemble,
         calibrator=calibrator,
@@ -199,12 +199,12 @@ def train_bundle(
     if settings.bert_max_length is not None:
         embeddings = feature_config.embeddings.model_copy(update={"max_seq_length": settings.bert_max_length})
         feature_config = feature_config.model_copy(update={"embeddings": embeddings})
-    columns = {"category": frame[LABEL]}
+    columns = {Target.CATEGORY: frame[LABEL]}
     if PRIORITY in frame.columns and frame[PRIORITY].notna().any():
-        columns["priority"] = frame[PRIORITY]
+        columns[Target.PRIORITY] = frame[PRIORITY]
     labels = {name: target_labels(values.iloc[splits.train]) for name, values in columns.items()}
     encoder_targets = {
-        name: (encode_labels(columns[name].iloc[splits.train], labs)[0], len(labs))
+        name.value: (encode_labels(columns[name].iloc[splits.train], labs)[0], len(labs))
         for name, labs in labels.items()
         if len(labs) >= 2
     }
@@ -228,8 +228,8 @@ def train_bundle(
         predicted,
         {n: m.labels for n, m in models.items()},
         settings.seed,
-        validation=targets["category"].validation_features,
-        confidence=targets["category"].validation_confidence,
+        validation=targets[Target.CATEGORY].validation_features,
+        confidence=targets[Target.CATEGORY].validation_confidence,
     )
     info = {
         "data_fingerprint": fingerprint(frame),

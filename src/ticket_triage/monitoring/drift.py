@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ticket_triage.features.base import FeatureSet
+from ticket_triage.models.target import Target
 
 EPSILON = 1e-4
 THRESHOLDS = (0.1, 0.25)
@@ -116,7 +117,7 @@ def compute_drift(
         values = [r.signals[name] for r in rows if r.signals and name in r.signals]
         if values:
             summary.features[name] = psi(ref["proportions"], shares_in_bins(values, ref["edges"]))
-    predicted = reference.get("predictions", {}).get("category")
+    predicted = reference.get("predictions", {}).get(Target.CATEGORY)
     if predicted:
         labels = list(predicted)
         index = {label: i for i, label in enumerate(labels)}

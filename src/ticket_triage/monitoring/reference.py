@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from ticket_triage.features.base import FeatureSet
+from ticket_triage.models.target import Target
 from ticket_triage.monitoring.drift import SignalExtractor
 
 #: Dense feature names worth watching for drift: cheap to read and meaningful to an operator.
@@ -68,9 +69,9 @@ def build_reference(
         )
     if confidence is not None and len(confidence):
         ref["confidence"] = quantile_bins(np.asarray(confidence, dtype=float))
-    if validation is not None and confidence is not None and "category" in predicted:
+    if validation is not None and confidence is not None and Target.CATEGORY in predicted:
         ref["sample"] = _sample(
-            ref, pca, validation, predicted["category"], labels["category"], confidence, seed
+            ref, pca, validation, predicted[Target.CATEGORY], labels[Target.CATEGORY], confidence, seed
         )
     return ref, pca
 
