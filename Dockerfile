@@ -29,9 +29,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# An editable install keeps the package at /app/src, so the settings' project-root defaults (models/, var/,
-# features/features.toml) resolve inside /app as they do in a checkout.
-COPY features ./features
+# The settings' folders default to models/ and var/ under the working directory, /app here; the default
+# feature config ships inside the package.
 COPY src ./src
 RUN pip install --no-deps -e . \
  && useradd --create-home --uid 10001 triage \

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from ticket_triage.package_files import package_path
 
 #: The product's published seed weights for the weighted soft vote.
 DEFAULT_WEIGHTS: dict[str, float] = {
@@ -20,13 +20,24 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 
 
+def _in_var(name: str) -> Any:
+    """A default under ``var_dir`` (given or defaulted: fields are validated in order, var_dir first)."""
+    return Field(default_factory=lambda data: data["var_dir"] / name)
+
+
 class Settings(BaseSettings):
-    """Runtime and training defaults; CLI options override the training ones per run."""
+    """Runtime and training defaults; CLI options override the training ones per run.
+
+    Folders default to ones under the working directory, as `make run` uses them from the checkout's root;
+    the default feature config is the one shipped in the package.
+    """
 
     model_config = SettingsConfigDict(env_prefix="TRIAGE_", env_file=".env", extra="ignore")
 
-    models_dir: Path = PROJECT_ROOT / "models"
-    feature_config: Path = PROJECT_ROOT / "features" / "features.toml"
+    models_dir: Path = Field(default_factory=lambda: Path.cwd() / "models")
+    #: Local state of the service: API keys, cache signing key, ONNX exports, review database, spool.
+    var_dir: Path = Field(default_factory=lambda: Path.cwd() / "var")
+    feature_config: Path = Field(default_factory=lambda: package_path("ticket_triage", "features.toml"))
     routing_threshold: float = Field(0.7, ge=0.0, le=1.0)
     seed: int = 13
 
@@ -65,7 +76,7 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1)
     #: Keys as ``ROLE:KEY`` or ``NAME:ROLE:KEY``, comma-separated; added to those in ``api_key_file``.
     api_keys: str | None = None
-    api_key_file: Path = PROJECT_ROOT / "var" / "api_keys.json"
+    api_key_file: Path = _in_var("api_keys.json")
     #: Development only: serve without any key check.
     auth_disabled: bool = False
 
@@ -81,17 +92,17 @@ class Settings(BaseSettings):
     #: never served as the model's answer. Instances sharing one Redis need the same one; unset, the first
     #: process makes a random one in ``cache_signing_key_file`` (owner-only) for this host's workers.
     cache_signing_key: SecretStr | None = None
-    cache_signing_key_file: Path = PROJECT_ROOT / "var" / "cache_signing.key"
+    cache_signing_key_file: Path = _in_var("cache_signing.key")
 
     #: How the service runs the MiniLM encoders: "onnx" (ONNX Runtime, float32; about twice as fast for one
     #: ticket) or "torch" (exactly what `triage predict` computes). Training always uses torch.
     encoder_runtime: Literal["onnx", "torch"] = "onnx"
-    onnx_dir: Path = PROJECT_ROOT / "var" / "onnx"
+    onnx_dir: Path = _in_var("onnx")
 
     # --- review queue ------------------------------------------------------------------------------
     #: SQLAlchemy URL of the review store; without it an SQLite file under var/ (embedded).
     database_url: str | None = None
-    database_file: Path = PROJECT_ROOT / "var" / "review.sqlite3"
+    database_file: Path = _in_var("review.sqlite3")
     #: How long a claimed review item stays with its reviewer before it returns to the queue.
     review_lease_seconds: int = Field(600, ge=5)
 
@@ -117,7 +128,7 @@ class Settings(BaseSettings):
     #: Records held in memory while the writer is behind; beyond that they go straight to the spool.
     audit_queue_max: int = Field(50_000, ge=1)
     #: Where review items and audit records wait, append-only and fsynced, while the database is down.
-    spool_dir: Path = PROJECT_ROOT / "var" / "spool"
+    spool_dir: Path = _in_var("spool")
     #: How often the writer retries the database while records wait in the spool.
     spool_retry_seconds: float = Field(1.0, gt=0)
 

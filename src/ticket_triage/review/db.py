@@ -15,8 +15,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 
 from ticket_triage.config import Settings
+from ticket_triage.package_files import package_path
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = package_path("ticket_triage.review", "migrations")
 #: Execution option asking SQLite for ``BEGIN IMMEDIATE`` (write lock up front) instead of ``BEGIN``.
 SQLITE_IMMEDIATE = "sqlite_immediate"
 SQLITE_BUSY_TIMEOUT_MS = 30_000

@@ -14,11 +14,12 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from ticket_triage.package_files import package_path
 from ticket_triage.serving.errors import ApiError, documented
 
 router = APIRouter(tags=["ui"])
 
-_PACKAGE = FilePath(__file__).resolve().parents[1]
+_PACKAGE = package_path("ticket_triage.serving")
 TEMPLATES_DIR = _PACKAGE / "templates"
 STATIC_DIR = _PACKAGE / "static"
 
