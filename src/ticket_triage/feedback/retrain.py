@@ -18,7 +18,7 @@ from ticket_triage.feedback.corrections import (
     read_corrections,
 )
 from ticket_triage.models.bundle import read_manifest, resolve_bundle_path
-from ticket_triage.models.manifest import Manifest
+from ticket_triage.models.manifest import Manifest, columns_to_json
 from ticket_triage.models.target import Target
 from ticket_triage.models.training import TrainResult, train_bundle
 
@@ -89,7 +89,7 @@ def retrain(
         out_dir=out_dir,
         data_info={
             "data_files": [str(p) for p in data],
-            "columns": columns.__dict__ | {"text": list(columns.text)},
+            "columns": columns_to_json(columns),
             "feedback": {
                 "champion": manifest.version,
                 "champion_path": str(champion_path),

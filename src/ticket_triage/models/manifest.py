@@ -117,8 +117,9 @@ def _read_columns(name: str, value: Any) -> ColumnMap:
     )
 
 
-def _write_columns(columns: ColumnMap) -> dict[str, Any]:
-    """As ``triage train`` always wrote them: every ColumnMap field, the text columns as a list."""
+def columns_to_json(columns: ColumnMap) -> dict[str, Any]:
+    """The manifest's ``columns``: every ColumnMap field, the text columns as a list (as training records
+    them, and as ``triage retrain`` reads them back)."""
     return {key: getattr(columns, key) for key in _COLUMN_FIELDS} | {
         "text": list(columns.text),
         "extra": dict(columns.extra),
@@ -143,7 +144,7 @@ _TEXT_MAP = _codec(_read_text_map, dict)
 _COUNT_MAP = _codec(_read_count_map, dict)
 _TIME = _codec(_read_time, datetime.isoformat)
 _TARGETS = _codec(_read_targets, lambda targets: {str(k): list(v) for k, v in targets.items()})
-_COLUMNS = _codec(_read_columns, _write_columns)
+_COLUMNS = _codec(_read_columns, columns_to_json)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,85 @@
+"""``triage predict`` and ``triage evaluate``: a bundle applied to a ticket file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ticket_triage.cli._common import (
+    ChannelOpt,
+    IdOpt,
+    ModelOpt,
+    PriorityOpt,
+    TextOpt,
+    TierOpt,
+    TimestampOpt,
+    UrgencyOpt,
+    column_map,
+    fail,
+    load_data,
+)
+
+
+def predict(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option("--data", help="Tickets to classify.")],
+    text: TextOpt,
+    out: Annotated[Path, typer.Option("--out", help="Output CSV, one row per input row in input order.")],
+    timestamp: TimestampOpt = None,
+    channel: ChannelOpt = None,
+    tier: TierOpt = None,
+    urgency: UrgencyOpt = None,
+    id_column: IdOpt = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", min=0.0, max=1.0, help="Routing threshold (default: the bundle's)."),
+    ] = None,
+) -> None:
+    """Classify tickets and write label, confidence, route, priority and per-class probabilities."""
+    from ticket_triage.models.bundle import BundleError, load_bundle
+    from ticket_triage.models.predictor import predict_frame
+
+    try:
+        bundle = load_bundle(model)
+    except BundleError as exc:
+        fail(str(exc))
+    columns = column_map(text, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency, id=id_column)
+    loaded = load_data([data], columns, require_label=False)
+    result = predict_frame(bundle, loaded.frame, threshold)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.to_csv(out, index=False)
+    auto = int((result["route"] == "auto").sum())
+    typer.echo(
+        f"wrote {len(result)} predictions to {out} ({auto} auto-routed, {len(result) - auto} to review)"
+    )
+
+
+def evaluate(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option("--data", help="Labelled tickets the model has not seen.")],
+    text: TextOpt,
+    label: Annotated[str, typer.Option("--label", help="Category column.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.md, report.json and plots.")],
+    priority: PriorityOpt = None,
+    timestamp: TimestampOpt = None,
+    channel: ChannelOpt = None,
+    tier: TierOpt = None,
+    urgency: UrgencyOpt = None,
+) -> None:
+    """Evaluate a bundle on labelled data: every member, the ensemble and the LinearSVC baseline."""
+    from ticket_triage.models.bundle import BundleError, load_bundle
+    from ticket_triage.models.evaluation import evaluate_bundle
+
+    try:
+        bundle = load_bundle(model)
+    except BundleError as exc:
+        fail(str(exc))
+    columns = column_map(
+        text, label=label, priority=priority, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency
+    )
+    loaded = load_data([data], columns, require_label=True)
+    for line in evaluate_bundle(bundle, loaded.frame, out):
+        typer.echo(line)
+    typer.echo(f"report: {out / 'report.md'}")
