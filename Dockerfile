@@ -29,8 +29,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# The settings' folders default to models/ and var/ under the working directory, /app here; the default
-# feature config ships inside the package.
+# The settings' folders default to models/ and var/ under the working directory, /app here. The package's
+# default feature config is a link to features/features.toml, so both folders are copied.
+COPY features ./features
 COPY src ./src
 RUN pip install --no-deps -e . \
  && useradd --create-home --uid 10001 triage \
