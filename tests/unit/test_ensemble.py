@@ -48,6 +48,23 @@ def members() -> dict[str, FixedMember]:
     return {name: FixedMember(name, _random_probs(rng, 6)) for name in ("a", "b", "c")}
 
 
+class GilFreeMember(FixedMember):
+    """A stand-in that declares its prediction leaves the GIL, as XGBoost's does."""
+
+    runs_without_gil = True
+
+
+def test_helper_thread_members_are_the_active_ones_that_leave_the_gil() -> None:
+    rng = np.random.default_rng(0)
+    members = {
+        "free": GilFreeMember("free", _random_probs(rng, 6)),
+        "idle": GilFreeMember("idle", _random_probs(rng, 6)),
+        "held": FixedMember("held", _random_probs(rng, 6)),
+    }
+    ensemble = WeightedEnsemble(members, {"free": 0.5, "idle": 0.0, "held": 0.5})
+    assert ensemble.helper_thread_members() == ["free"]  # "idle" has no vote, "held" needs the GIL
+
+
 # -- weights ----------------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from ticket_triage.models.members import (
     XGBoostMember,
     build_members,
 )
+from ticket_triage.models.members.base import MemberBase
 
 N_CLASSES = 3
 SEED = 7
@@ -258,3 +259,51 @@ def test_class_weights_lift_a_rare_class(name: str, data) -> None:
     member.class_weight_power = 1.0
     weighted = member.fit(sub, y_sub, N_CLASSES).predict_proba(test)[:, 2].mean()
     assert weighted > plain
+
+
+# -- the shared base --------------------------------------------------------------------------------
+
+
+class _Prior(MemberBase):
+    """A member written against the base: it only learns class frequencies and scores with them."""
+
+    def __init__(self, name: str = "prior", extra_rows: int = 0) -> None:
+        self.name = name
+        self.extra_rows = extra_rows
+        self.counts_: np.ndarray | None = None
+
+    def _fit(self, features, labels, n_classes, eval_set) -> None:
+        self.counts_ = np.bincount(labels, minlength=n_classes).astype(float)
+
+    def _scores(self, features: FeatureSet) -> np.ndarray:
+        assert self.counts_ is not None
+        return np.tile(self.counts_, (len(features) + self.extra_rows, 1))
+
+
+def test_every_member_shares_the_base_and_only_xgboost_leaves_the_gil() -> None:
+    members = _factory()
+    assert all(isinstance(m, MemberBase) and isinstance(m, Member) for m in members.values())
+    assert {name for name, m in members.items() if m.runs_without_gil} == {"xgboost"}
+
+
+def test_a_member_on_the_base_gets_its_checks_and_probability_rows(data) -> None:
+    train, y_train, test, y_test = data
+    with pytest.raises(NotFittedError, match="'prior' is not fitted"):
+        _Prior().predict_proba(test)
+    keep = np.flatnonzero(y_train != 1)
+    with pytest.raises(MemberTrainingError, match=r"'prior'.*class indices \[1\]"):
+        _Prior().fit(train.subset(keep), y_train[keep], N_CLASSES)
+    with pytest.raises(ValueError, match="'prior': eval_set labels"):
+        _Prior().fit(train, y_train, N_CLASSES, eval_set=(test, y_test + N_CLASSES))
+    member = _Prior().fit(train, y_train, N_CLASSES)
+    probs = member.predict_proba(test)
+    np.testing.assert_allclose(probs[0], np.bincount(y_train) / len(y_train), atol=1e-12)
+    assert probs.shape == (len(test), N_CLASSES) and probs.dtype == np.float64
+    assert member.predict_proba(test.subset(np.arange(0))).shape == (0, N_CLASSES)
+
+
+def test_a_member_giving_the_wrong_number_of_rows_is_refused(data) -> None:
+    train, y_train, test, _ = data
+    member = _Prior(extra_rows=1).fit(train, y_train, N_CLASSES)
+    with pytest.raises(RuntimeError, match=rf"'prior' gave {len(test) + 1} probability rows for {len(test)}"):
+        member.predict_proba(test)

@@ -11,6 +11,7 @@ import pytest
 
 from ticket_triage.features.config import FeatureConfig
 from ticket_triage.features.pipeline import FeaturePipeline
+from ticket_triage.features.registry import families
 
 LIGHT = {"embeddings": {"enabled": False}, "entities": {"enabled": False}, "topics": {"enabled": False}}
 
@@ -58,7 +59,7 @@ def test_disabled_family_is_absent_and_all_disabled_is_an_error() -> None:
     features = FeaturePipeline(cfg, progress=False).fit_transform(_frame(TEXTS))
     assert "patterns" not in features.blocks
     assert not any(n.startswith("patterns__") for n in features.dense_names)
-    off = {name: {"enabled": False} for name in FeatureConfig.model_fields}
+    off = {spec.name: {"enabled": False} for spec in families()}
     with pytest.raises(ValueError, match="enables no feature family"):
         FeaturePipeline(FeatureConfig.model_validate(off), progress=False).fit_transform(_frame(TEXTS))
 

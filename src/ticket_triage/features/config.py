@@ -1,71 +1,79 @@
-"""Typed view of ``features/features.toml``: which families are on and their parameters."""
+"""Typed view of ``features/features.toml``: which families are on and their parameters.
+
+The sections are not written out here: each family declares its own (features/registry.py) and the
+schema is generated from those declarations, so a family registered after this module was imported
+(a plugin, a test's toy family) is configurable too.
+"""
 
 from __future__ import annotations
 
+import importlib
 import tomllib
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, create_model, model_validator
 
+from ticket_triage.features import registry
+from ticket_triage.features.registry import FamilyConfig, FamilySpec
 
-class _Family(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
-
-
-class TfidfConfig(_Family):
-    word_ngram_max: int = Field(2, ge=1, le=3)
-    char_ngram_min: int = Field(2, ge=1)
-    char_ngram_max: int = Field(5, ge=1, le=8)
-    max_features_word: int = Field(50000, ge=100)
-    max_features_char: int = Field(50000, ge=100)
-    min_df: int = Field(2, ge=1)
-    sublinear_tf: bool = True
-    svd_components: int = Field(128, ge=0)
-
-
-class EmbeddingsConfig(_Family):
-    batch_size: int = Field(64, ge=1)
-    max_seq_length: int = Field(128, ge=8, le=512)
-    normalize: bool = True
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    fine_tune: bool = True
+#: Where the section classes live now, under the names bundles pickled before they moved beside their
+#: family; unpickling such a bundle looks them up here.
+_MOVED = {
+    "_Family": "ticket_triage.features.registry:FamilyConfig",
+    "TfidfConfig": "ticket_triage.features.tfidf:TfidfConfig",
+    "EmbeddingsConfig": "ticket_triage.features.embeddings:EmbeddingsConfig",
+    "EntitiesConfig": "ticket_triage.features.entities:EntitiesConfig",
+    "TopicsConfig": "ticket_triage.features.topics:TopicsConfig",
+    "TemporalConfig": "ticket_triage.features.temporal:TemporalConfig",
+    "MetadataConfig": "ticket_triage.features.metadata:MetadataConfig",
+}
 
 
-class EntitiesConfig(_Family):
-    batch_size: int = Field(64, ge=1)
-    max_chars: int = Field(5000, ge=100)
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        module, attribute = _MOVED[name].split(":")
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class TopicsConfig(_Family):
-    n_topics: int = Field(20, ge=2)
-    max_features: int = Field(5000, ge=100)
-    max_iter: int = Field(10, ge=1)
-    keywords_per_topic: int = Field(10, ge=1)
-
-
-class TemporalConfig(_Family):
-    holidays_country: str = "US"
-
-
-class MetadataConfig(_Family):
-    min_frequency: int = Field(1, ge=1)
+@cache
+def _sections_model(specs: tuple[FamilySpec, ...]) -> type[BaseModel]:
+    """One field per family, its section class with its defaults; any other top-level key is rejected."""
+    fields: dict[str, Any] = {spec.name: (spec.config, Field(default_factory=spec.config)) for spec in specs}
+    return create_model("FeatureConfig", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 class FeatureConfig(BaseModel):
-    """All feature families; a missing section means that family with its defaults."""
+    """All registered feature families; a missing section means that family with its defaults.
 
-    model_config = ConfigDict(extra="forbid")
-    tfidf: TfidfConfig = TfidfConfig()
-    embeddings: EmbeddingsConfig = EmbeddingsConfig()
-    entities: EntitiesConfig = EntitiesConfig()
-    sentiment: _Family = _Family()
-    topics: TopicsConfig = TopicsConfig()
-    readability: _Family = _Family()
-    temporal: TemporalConfig = TemporalConfig()
-    metadata: MetadataConfig = MetadataConfig()
-    patterns: _Family = _Family()
+    Sections are read as attributes (``config.tfidf``) or with ``section(name)``.
+    """
+
+    # The sections are stored as extras; which names and values are allowed is checked below.
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _sections(cls, data: Any, handler: ModelWrapValidatorHandler[FeatureConfig]) -> FeatureConfig:
+        if isinstance(data, Mapping):
+            checked = _sections_model(registry.families()).model_validate(dict(data))
+            data = {name: getattr(checked, name) for name in type(checked).model_fields}
+        return handler(data)
+
+    def section(self, name: str) -> FamilyConfig:
+        """The family's section; a family registered after this config was built gets its defaults."""
+        value = (self.__pydantic_extra__ or {}).get(name)
+        return value if isinstance(value, FamilyConfig) else registry.family(name).config()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Bundles pickled before the sections were generated hold them as fields, in ``__dict__``."""
+        if state.get("__dict__"):
+            extra = {**state["__dict__"], **(state.get("__pydantic_extra__") or {})}
+            state = {**state, "__dict__": {}, "__pydantic_extra__": extra}
+        super().__setstate__(state)
 
     @classmethod
     def from_toml(cls, path: Path) -> FeatureConfig:

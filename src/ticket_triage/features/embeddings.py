@@ -19,15 +19,17 @@ import os
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ticket_triage.features.base import EncoderOutput, texts_of
+from ticket_triage.features.registry import FamilyConfig, FamilySpec, register
 
 log = logging.getLogger(__name__)
 
@@ -254,3 +256,16 @@ class SentenceEmbeddings(BaseEstimator, TransformerMixin):
             raise EmbeddingsConfigError(
                 f"SentenceEmbeddings.folds must be >= 2 to cross-fit the tuned encoder, got {self.folds!r}"
             )
+
+
+class EmbeddingsConfig(FamilyConfig):
+    """The [embeddings] section of features.toml."""
+
+    batch_size: int = Field(64, ge=1)
+    max_seq_length: int = Field(128, ge=8, le=512)
+    normalize: bool = True
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    fine_tune: bool = True
+
+
+SPEC = register(FamilySpec(FAMILY, SentenceEmbeddings, EmbeddingsConfig, monitored_components=5))

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ticket_triage.features.base import texts_of
+from ticket_triage.features.registry import FamilyConfig, FamilySpec, register
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -111,3 +113,13 @@ class EntityFeatures(BaseEstimator, TransformerMixin):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise EntitiesConfigError(f"EntityFeatures.{name} must be an integer >= 1, got {value!r}")
+
+
+class EntitiesConfig(FamilyConfig):
+    """The [entities] section of features.toml."""
+
+    batch_size: int = Field(64, ge=1)
+    max_chars: int = Field(5000, ge=100)
+
+
+SPEC = register(FamilySpec(FAMILY, EntityFeatures, EntitiesConfig, monitored=r"entities__(?!pos_).*"))

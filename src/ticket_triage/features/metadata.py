@@ -12,11 +12,13 @@ import re
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.utils.validation import check_is_fitted
 
 from ticket_triage.data.schema import METADATA_COLUMNS, URGENCY
+from ticket_triage.features.registry import FamilyConfig, FamilySpec, register
 
 FAMILY = "metadata"
 
@@ -136,3 +138,12 @@ class MetadataFeatures(BaseEstimator, TransformerMixin):
             raise MetadataFeaturesError(
                 f"MetadataFeatures.min_frequency must be an integer >= 1, got {value!r}"
             )
+
+
+class MetadataConfig(FamilyConfig):
+    """The [metadata] section of features.toml."""
+
+    min_frequency: int = Field(1, ge=1)
+
+
+SPEC = register(FamilySpec(FAMILY, MetadataFeatures, MetadataConfig))

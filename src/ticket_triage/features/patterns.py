@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from ticket_triage.features.base import require_text_frame, texts_of
 from ticket_triage.features.readability import count_sentences
+from ticket_triage.features.registry import FamilySpec, register
 
 FAMILY = "patterns"
 # Counts and ratios read the first 10,000 characters (a pasted 50,000-character log would otherwise
@@ -248,3 +249,6 @@ class PatternFeatures(BaseEstimator, TransformerMixin):
         require_text_frame(X, "PatternFeatures")
         if isinstance(self.max_chars, bool) or not isinstance(self.max_chars, int) or self.max_chars < 1:
             raise ValueError(f"PatternFeatures.max_chars must be an integer >= 1, got {self.max_chars!r}")
+
+
+SPEC = register(FamilySpec(FAMILY, PatternFeatures, monitored=r"patterns__(n_chars|char_length|length).*"))

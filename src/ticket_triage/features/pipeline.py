@@ -16,27 +16,15 @@ from tqdm.auto import tqdm
 
 from ticket_triage.features.base import EncoderOutput, FeatureSet, normalize_whitespace, texts_of
 from ticket_triage.features.config import FeatureConfig
+from ticket_triage.features.registry import FamilySpec, families
 
-# Family name -> (module, class). Imported lazily so a disabled family never loads its model.
-_FAMILIES: dict[str, tuple[str, str]] = {
-    "tfidf": ("ticket_triage.features.tfidf", "TfidfFeatures"),
-    "embeddings": ("ticket_triage.features.embeddings", "SentenceEmbeddings"),
-    "entities": ("ticket_triage.features.entities", "EntityFeatures"),
-    "sentiment": ("ticket_triage.features.sentiment", "SentimentFeatures"),
-    "topics": ("ticket_triage.features.topics", "TopicFeatures"),
-    "readability": ("ticket_triage.features.readability", "ReadabilityFeatures"),
-    "temporal": ("ticket_triage.features.temporal", "TemporalFeatures"),
-    "metadata": ("ticket_triage.features.metadata", "MetadataFeatures"),
-    "patterns": ("ticket_triage.features.patterns", "PatternFeatures"),
-}
+#: Section keys the pipeline reads itself instead of passing them to the family.
 _PIPELINE_ONLY_KEYS = {"enabled", "svd_components"}
 
 
-def _build_family(name: str, params: dict[str, Any], shared: dict[str, Any]) -> BaseEstimator:
+def _build_family(spec: FamilySpec, params: dict[str, Any], shared: dict[str, Any]) -> BaseEstimator:
     """The family's class with its config section plus whichever run-wide settings it takes."""
-    module_name, class_name = _FAMILIES[name]
-    module = __import__(module_name, fromlist=[class_name])
-    cls = getattr(module, class_name)
+    cls = spec.transformer
     accepted = cls.__init__.__code__.co_varnames
     return cls(**params, **{k: v for k, v in shared.items() if k in accepted and k not in params})
 
@@ -66,15 +54,15 @@ class FeaturePipeline(BaseEstimator):
         self.progress = progress
         self.tuning = tuning
 
-    def _enabled(self) -> list[tuple[str, dict[str, Any]]]:
+    def _enabled(self) -> list[tuple[FamilySpec, dict[str, Any]]]:
+        """Every registered family the config switches on, with the parameters its class takes."""
         cfg = self.config or FeatureConfig()
         out = []
-        for name in _FAMILIES:
-            section = getattr(cfg, name)
+        for spec in families():
+            section = cfg.section(spec.name)
             if section.enabled:
-                out.append(
-                    (name, {k: v for k, v in section.model_dump().items() if k not in _PIPELINE_ONLY_KEYS})
-                )
+                params = {k: v for k, v in section.model_dump().items() if k not in _PIPELINE_ONLY_KEYS}
+                out.append((spec, params))
         if not out:
             raise ValueError("feature config enables no feature family; enable at least one")
         return out
@@ -94,10 +82,11 @@ class FeaturePipeline(BaseEstimator):
         self.timings_: dict[str, float] = {}
         self.svd_: TruncatedSVD | None = None
         outputs: dict[str, Any] = {}
-        for name, params in self._bar(self._enabled(), "fitting features"):
+        for spec, params in self._bar(self._enabled(), "fitting features"):
+            name = spec.name
             start = time.perf_counter()
             shared = {"random_state": self.random_state, "progress": self.progress, **(self.tuning or {})}
-            family = _build_family(name, params, shared)
+            family = _build_family(spec, params, shared)
             if getattr(family, "produces_heads", False):
                 outputs[name] = family.fit_encode(frame, targets)
             else:
@@ -145,7 +134,7 @@ class FeaturePipeline(BaseEstimator):
 
     def _fit_svd(self, tfidf: sp.csr_matrix) -> TruncatedSVD | None:
         cfg = self.config or FeatureConfig()
-        k = min(cfg.tfidf.svd_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
+        k = min(cfg.section("tfidf").svd_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
         if k < 1:
             return None
         return TruncatedSVD(n_components=k, algorithm="randomized", random_state=self.random_state).fit(tfidf)

@@ -20,6 +20,7 @@ import pyphen
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ticket_triage.features.base import require_text_frame, texts_of
+from ticket_triage.features.registry import FamilySpec, register
 
 FAMILY = "readability"
 # Ratios are settled long before 10,000 characters; the cut keeps a pasted 50,000-character log cheap.
@@ -110,3 +111,6 @@ class ReadabilityFeatures(BaseEstimator, TransformerMixin):
         require_text_frame(X, "ReadabilityFeatures")
         if isinstance(self.max_chars, bool) or not isinstance(self.max_chars, int) or self.max_chars < 1:
             raise ValueError(f"ReadabilityFeatures.max_chars must be an integer >= 1, got {self.max_chars!r}")
+
+
+SPEC = register(FamilySpec(FAMILY, ReadabilityFeatures, monitored=r"readability__flesch.*"))

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from textblob import TextBlob
 
 from ticket_triage.features.base import require_text_frame, texts_of
+from ticket_triage.features.registry import FamilySpec, register
 
 FAMILY = "sentiment"
 FEATURES = ("polarity", "subjectivity")
@@ -31,6 +31,8 @@ class SentimentFeatures(BaseEstimator, TransformerMixin):
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
+        from textblob import TextBlob  # ~1 s of imports (NLTK): only paid when the family is on
+
         self._check(X)
         out = np.zeros((len(X), len(FEATURES)), dtype=np.float32)
         for i, text in enumerate(texts_of(X)):
@@ -52,3 +54,6 @@ class SentimentFeatures(BaseEstimator, TransformerMixin):
         require_text_frame(X, "SentimentFeatures")
         if isinstance(self.max_chars, bool) or not isinstance(self.max_chars, int) or self.max_chars < 1:
             raise ValueError(f"SentimentFeatures.max_chars must be an integer >= 1, got {self.max_chars!r}")
+
+
+SPEC = register(FamilySpec(FAMILY, SentimentFeatures, monitored=r"sentiment__.*"))

@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ticket_triage.data.schema import CREATED_AT
+from ticket_triage.features.registry import FamilyConfig, FamilySpec, register
 
 FAMILY = "temporal"
 FEATURES = (
@@ -138,3 +139,12 @@ class TemporalFeatures(BaseEstimator, TransformerMixin):
         if not isinstance(X, pd.DataFrame):
             raise TemporalFeaturesError(f"TemporalFeatures needs a ticket DataFrame, got {type(X).__name__}")
         _check_country(self.holidays_country)
+
+
+class TemporalConfig(FamilyConfig):
+    """The [temporal] section of features.toml."""
+
+    holidays_country: str = "US"
+
+
+SPEC = register(FamilySpec(FAMILY, TemporalFeatures, TemporalConfig, monitored=r"temporal__hour.*"))

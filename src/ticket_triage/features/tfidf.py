@@ -11,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from pydantic import Field
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
 from ticket_triage.features.base import texts_of
+from ticket_triage.features.registry import FamilyConfig, FamilySpec, register
 
 FAMILY = "tfidf"
 
@@ -117,3 +119,20 @@ class TfidfFeatures(BaseEstimator, TransformerMixin):
                 f"TfidfFeatures.char_ngram_min ({self.char_ngram_min}) is above "
                 f"char_ngram_max ({self.char_ngram_max})"
             )
+
+
+class TfidfConfig(FamilyConfig):
+    """The [tfidf] section of features.toml."""
+
+    word_ngram_max: int = Field(2, ge=1, le=3)
+    char_ngram_min: int = Field(2, ge=1)
+    char_ngram_max: int = Field(5, ge=1, le=8)
+    max_features_word: int = Field(50000, ge=100)
+    max_features_char: int = Field(50000, ge=100)
+    min_df: int = Field(2, ge=1)
+    sublinear_tf: bool = True
+    #: Read by the pipeline, not the family: the dense SVD view of TF-IDF the tree members get (0 = none).
+    svd_components: int = Field(128, ge=0)
+
+
+SPEC = register(FamilySpec(FAMILY, TfidfFeatures, TfidfConfig))

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import LatentDirichletAllocation
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.utils.validation import check_is_fitted
 
 from ticket_triage.features.base import texts_of
+from ticket_triage.features.registry import FamilyConfig, FamilySpec, register
 
 FAMILY = "topics"
 # Measured on 10,000 BANKING77 texts, 20 topics, 10 passes: online 3.6 s, batch 5.1 s.
@@ -122,3 +124,15 @@ class TopicFeatures(BaseEstimator, TransformerMixin):
                 f"TopicFeatures.learning_method must be one of {LEARNING_METHODS}, "
                 f"got {self.learning_method!r}"
             )
+
+
+class TopicsConfig(FamilyConfig):
+    """The [topics] section of features.toml."""
+
+    n_topics: int = Field(20, ge=2)
+    max_features: int = Field(5000, ge=100)
+    max_iter: int = Field(10, ge=1)
+    keywords_per_topic: int = Field(10, ge=1)
+
+
+SPEC = register(FamilySpec(FAMILY, TopicFeatures, TopicsConfig, monitored=r"topics__topic_\d+"))

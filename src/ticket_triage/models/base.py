@@ -18,7 +18,8 @@ class Member(Protocol):
     """One classifier of the ensemble.
 
     ``y`` is integer-encoded 0..n_classes-1; ``predict_proba`` returns shape (n, n_classes) with
-    columns in that order, rows summing to 1.
+    columns in that order, rows summing to 1. ``models.members.base.MemberBase`` does the checks and the
+    probability rows, so a member only fits and scores.
     """
 
     name: str

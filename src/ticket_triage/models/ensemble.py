@@ -91,6 +91,11 @@ class WeightedEnsemble:
         """The members whose vote counts; the others cost CPU without moving any answer."""
         return {name: m for name, m in self.members.items() if self.weights[name] > 0}
 
+    def helper_thread_members(self) -> list[str]:
+        """Active members whose prediction releases the GIL, so serving may run them on a helper thread
+        beside the others (``runs_without_gil``; a member without that declaration stays on the caller's)."""
+        return [name for name, m in self.active.items() if getattr(m, "runs_without_gil", False)]
+
     def combine(
         self, member_probas: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None
     ) -> np.ndarray:

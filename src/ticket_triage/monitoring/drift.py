@@ -22,12 +22,16 @@ from typing import Any
 import numpy as np
 
 from ticket_triage.features.base import FeatureSet
+from ticket_triage.features.registry import projected
 from ticket_triage.models.target import Target
 
 EPSILON = 1e-4
 THRESHOLDS = (0.1, 0.25)
-#: Prefix of the features that are principal components of the sentence embeddings.
-EMBEDDING_PC = "embeddings_pc"
+
+
+def component_prefix(family: str) -> str:
+    """Prefix of the signals that are principal components of a family's block (``embeddings_pc1``, ...)."""
+    return f"{family}_pc"
 
 
 def psi(expected: Sequence[float], actual: Sequence[float], epsilon: float = EPSILON) -> float:
@@ -54,8 +58,13 @@ class SignalExtractor:
 
     def __init__(self, reference: Mapping[str, Any], pca: Any | None) -> None:
         names = list(reference.get("features", {}))
-        self.dense_names = [n for n in names if not n.startswith(EMBEDDING_PC)]
-        self.n_components = sum(n.startswith(EMBEDDING_PC) for n in names) if pca is not None else 0
+        spec = projected()
+        #: The family whose block ``pca`` projects (its declaration says drift watches its components).
+        self.projected_family = spec.name if spec is not None else None
+        prefix = component_prefix(spec.name) if spec is not None else None
+        is_component = [prefix is not None and n.startswith(prefix) for n in names]
+        self.dense_names = [n for n, c in zip(names, is_component, strict=True) if not c]
+        self.n_components = sum(is_component) if pca is not None else 0
         self._pca = pca
         self._columns: tuple[tuple[str, ...], list[int]] | None = None
 
@@ -71,10 +80,12 @@ class SignalExtractor:
         names = [features.dense_names[i] for i in columns]
         values = features.dense[:, columns].astype(float)
         rows = [dict(zip(names, np.round(row, 5).tolist(), strict=True)) for row in values]
-        if self.n_components and "embeddings" in features.blocks:
-            projected = self._pca.transform(features.block("embeddings"))[:, : self.n_components]
-            for row, pcs in zip(rows, np.round(projected, 5).tolist(), strict=True):
-                row.update({f"{EMBEDDING_PC}{i + 1}": v for i, v in enumerate(pcs)})
+        family = self.projected_family
+        if self.n_components and family is not None and family in features.blocks:
+            components = self._pca.transform(features.block(family))[:, : self.n_components]
+            prefix = component_prefix(family)
+            for row, pcs in zip(rows, np.round(components, 5).tolist(), strict=True):
+                row.update({f"{prefix}{i + 1}": v for i, v in enumerate(pcs)})
         return rows
 
 

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
 
 from ticket_triage.features.base import FeatureSet
+from ticket_triage.features.registry import families, projected
 from ticket_triage.models.target import Target
-from ticket_triage.monitoring.drift import SignalExtractor
+from ticket_triage.monitoring.drift import SignalExtractor, component_prefix
 
-#: Dense feature names worth watching for drift: cheap to read and meaningful to an operator.
-MONITORED = re.compile(
-    r"^(sentiment__.*|readability__flesch.*|patterns__(n_chars|char_length|length).*|temporal__hour.*"
-    r"|entities__(?!pos_).*|topics__topic_\d+)$"
-)
 N_BINS = 10
-N_EMBEDDING_COMPONENTS = 5
 
 
 def quantile_bins(values: np.ndarray, n_bins: int = N_BINS) -> dict[str, list[float]]:
@@ -26,6 +20,18 @@ def quantile_bins(values: np.ndarray, n_bins: int = N_BINS) -> dict[str, list[fl
     edges = np.unique(np.quantile(values, np.linspace(0, 1, n_bins + 1)[1:-1]))
     counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
     return {"edges": edges.tolist(), "proportions": (counts / max(len(values), 1)).tolist()}
+
+
+def monitored_columns(features: FeatureSet) -> list[int]:
+    """Dense columns drift watches, in column order: those each family declares (features/registry.py)."""
+    watched = {spec.name: spec for spec in families() if spec.monitored is not None}
+    return [
+        j
+        for family, columns in features.blocks.items()
+        if family in watched
+        for j in range(columns.start, columns.stop)
+        if watched[family].watches(features.dense_names[j])
+    ]
 
 
 #: Rows of the reference sample kept in the bundle for Evidently reports (of the validation split).
@@ -48,20 +54,21 @@ def build_reference(
     gets confidence bins and a sample of monitored values for Evidently reports.
     """
     ref: dict[str, Any] = {"n_bins": N_BINS, "features": {}, "predictions": {}}
-    for j, name in enumerate(features.dense_names):
-        if MONITORED.match(name):
-            ref["features"][name] = quantile_bins(features.dense[:, j])
+    for j in monitored_columns(features):
+        ref["features"][features.dense_names[j]] = quantile_bins(features.dense[:, j])
     pca = None
+    spec = projected()
+    n_components = spec.monitored_components if spec is not None else 0
     # Training rows carry cross-fitted vectors from the fold encoders; new tickets go through the final
     # encoder, as the validation rows did, so the embedding reference is taken from those when given.
-    vectors = validation if validation is not None and len(validation) > N_EMBEDDING_COMPONENTS else features
-    if "embeddings" in vectors.blocks:
-        emb = vectors.block("embeddings")
-        k = min(N_EMBEDDING_COMPONENTS, emb.shape[0] - 1, emb.shape[1])
+    vectors = validation if validation is not None and len(validation) > n_components else features
+    if spec is not None and spec.name in vectors.blocks:
+        block = vectors.block(spec.name)
+        k = min(n_components, block.shape[0] - 1, block.shape[1])
         if k >= 1:
-            pca = PCA(n_components=k, random_state=seed).fit(emb)
-            for i, column in enumerate(pca.transform(emb).T):
-                ref["features"][f"embeddings_pc{i + 1}"] = quantile_bins(column)
+            pca = PCA(n_components=k, random_state=seed).fit(block)
+            for i, column in enumerate(pca.transform(block).T):
+                ref["features"][f"{component_prefix(spec.name)}{i + 1}"] = quantile_bins(column)
     for target, classes in predicted.items():
         counts = np.bincount(classes, minlength=len(labels[target]))
         ref["predictions"][target] = dict(

@@ -12,10 +12,10 @@ import numpy as np
 
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.base import MemberTrainingError
-from ticket_triage.models.members._inputs import as_probabilities, check_training_input, require_fitted
+from ticket_triage.models.members.base import MemberBase
 
 
-class EncoderHeadMember:
+class EncoderHeadMember(MemberBase):
     """Reads the ``target`` head of the fine-tuned encoder; ``fit`` only checks the scores are there."""
 
     def __init__(self, target: str = "category", name: str = "bert") -> None:
@@ -23,30 +23,20 @@ class EncoderHeadMember:
         self.target = target
         self.n_classes_: int | None = None
 
-    def _scores(self, features: FeatureSet, n_classes: int) -> np.ndarray:
+    def _scores(self, features: FeatureSet) -> np.ndarray:
         probs = features.heads.get(self.target)
         if probs is None:
             raise MemberTrainingError(
                 f"member {self.name!r} needs the fine-tuned encoder's {self.target!r} scores, but the "
                 "features have none: enable [embeddings] with fine_tune = true in the feature config"
             )
-        return as_probabilities(probs, n_classes, self.name)
+        return probs
 
-    def fit(
+    def _fit(
         self,
         features: FeatureSet,
-        y: np.ndarray,
+        labels: np.ndarray,
         n_classes: int,
-        eval_set: tuple[FeatureSet, np.ndarray] | None = None,
-    ) -> EncoderHeadMember:
-        check_training_input(self.name, features, y, n_classes)
-        self._scores(features, n_classes)
-        self.n_classes_ = n_classes
-        return self
-
-    def predict_proba(self, features: FeatureSet) -> np.ndarray:
-        require_fitted(self.name, self.n_classes_ is not None)
-        assert self.n_classes_ is not None
-        if len(features) == 0:
-            return np.zeros((0, self.n_classes_))
-        return self._scores(features, self.n_classes_)
+        eval_set: tuple[FeatureSet, np.ndarray] | None,
+    ) -> None:
+        self._probabilities(self._scores(features), n_classes, len(features))  # the scores are there and fit

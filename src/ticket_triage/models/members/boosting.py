@@ -8,16 +8,14 @@ import xgboost as xgb
 
 from ticket_triage.data.class_balance import sample_weights
 from ticket_triage.features.base import FeatureSet
-from ticket_triage.models.members._inputs import (
-    as_probabilities,
-    check_eval_set,
-    check_training_input,
-    require_fitted,
-)
+from ticket_triage.models.members.base import MemberBase
 
 
-class XGBoostMember:
+class XGBoostMember(MemberBase):
     """XGBoost ``hist`` trees, shallow, column-subsampled and coarsely binned: 77 classes in a minute."""
+
+    #: Its predict_proba runs in XGBoost's C++ without the interpreter lock.
+    runs_without_gil = True
 
     def __init__(
         self,
@@ -53,15 +51,13 @@ class XGBoostMember:
         self.n_rounds_: int | None = None
         self._model: xgb.XGBClassifier | None = None
 
-    def fit(
+    def _fit(
         self,
         features: FeatureSet,
-        y: np.ndarray,
+        labels: np.ndarray,
         n_classes: int,
-        eval_set: tuple[FeatureSet, np.ndarray] | None = None,
-    ) -> XGBoostMember:
-        labels = check_training_input(self.name, features, y, n_classes)
-        evals = check_eval_set(self.name, eval_set, n_classes)
+        evals: tuple[FeatureSet, np.ndarray] | None,
+    ) -> None:
         model = xgb.XGBClassifier(
             n_estimators=self.rounds,
             objective="multi:softprob",
@@ -83,21 +79,16 @@ class XGBoostMember:
         weights = sample_weights(labels, n_classes, self.class_weight_power)
         model.fit(features.dense, labels, sample_weight=weights, **fit_kwargs)
         self._model = model
-        self.n_classes_ = n_classes
         self.n_rounds_ = int(model.best_iteration) + 1 if evals is not None else self.rounds
-        return self
 
-    def predict_proba(self, features: FeatureSet) -> np.ndarray:
-        require_fitted(self.name, self._model is not None)
-        assert self._model is not None and self.n_classes_ is not None
-        if len(features) == 0:
-            return np.zeros((0, self.n_classes_))
+    def _scores(self, features: FeatureSet) -> np.ndarray:
+        assert self._model is not None
         if self._model.n_jobs != self.threads:  # the service predicts with fewer threads than training used
             self._model.set_params(n_jobs=self.threads)
-        return as_probabilities(self._model.predict_proba(features.dense), self.n_classes_, self.name)
+        return self._model.predict_proba(features.dense)
 
 
-class LightGBMMember:
+class LightGBMMember(MemberBase):
     """LightGBM leaf-wise trees: a boosting view whose errors differ from XGBoost's depth-wise trees."""
 
     def __init__(
@@ -160,15 +151,13 @@ class LightGBMMember:
             "verbosity": -1,
         }
 
-    def fit(
+    def _fit(
         self,
         features: FeatureSet,
-        y: np.ndarray,
+        labels: np.ndarray,
         n_classes: int,
-        eval_set: tuple[FeatureSet, np.ndarray] | None = None,
-    ) -> LightGBMMember:
-        labels = check_training_input(self.name, features, y, n_classes)
-        evals = check_eval_set(self.name, eval_set, n_classes)
+        evals: tuple[FeatureSet, np.ndarray] | None,
+    ) -> None:
         weights = sample_weights(labels, n_classes, self.class_weight_power)
         train = lgb.Dataset(features.dense, label=labels, weight=weights, free_raw_data=True)
         valid_sets: list[lgb.Dataset] = []
@@ -184,16 +173,10 @@ class LightGBMMember:
             callbacks=callbacks,
         )
         self._booster = booster
-        self.n_classes_ = n_classes
         self.n_rounds_ = (
             booster.best_iteration if evals is not None and booster.best_iteration > 0 else self.rounds
         )
-        return self
 
-    def predict_proba(self, features: FeatureSet) -> np.ndarray:
-        require_fitted(self.name, self._booster is not None)
-        assert self._booster is not None and self.n_classes_ is not None
-        if len(features) == 0:
-            return np.zeros((0, self.n_classes_))
-        raw = self._booster.predict(features.dense, num_iteration=self.n_rounds_, num_threads=self.threads)
-        return as_probabilities(raw, self.n_classes_, self.name)
+    def _scores(self, features: FeatureSet) -> np.ndarray:
+        assert self._booster is not None
+        return self._booster.predict(features.dense, num_iteration=self.n_rounds_, num_threads=self.threads)

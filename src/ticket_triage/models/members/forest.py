@@ -7,7 +7,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from ticket_triage.data.class_balance import sample_weights
 from ticket_triage.features.base import FeatureSet
-from ticket_triage.models.members._inputs import as_probabilities, check_training_input, require_fitted
+from ticket_triage.models.members.base import MemberBase
 from ticket_triage.models.members.flat_forest import FlatForest
 
 #: Up to this many rows the flattened walk beats scikit-learn's per-tree loop (measured: 2.5 vs 23 ms
@@ -15,7 +15,7 @@ from ticket_triage.models.members.flat_forest import FlatForest
 FLAT_WALK_MAX_ROWS = 16
 
 
-class RandomForestMember:
+class RandomForestMember(MemberBase):
     """A random forest; the eval set is unused because bagging needs no early stopping."""
 
     def __init__(
@@ -41,14 +41,13 @@ class RandomForestMember:
         self._model: RandomForestClassifier | None = None
         self._flat: FlatForest | None = None
 
-    def fit(
+    def _fit(
         self,
         features: FeatureSet,
-        y: np.ndarray,
+        labels: np.ndarray,
         n_classes: int,
-        eval_set: tuple[FeatureSet, np.ndarray] | None = None,
-    ) -> RandomForestMember:
-        labels = check_training_input(self.name, features, y, n_classes)
+        eval_set: tuple[FeatureSet, np.ndarray] | None,
+    ) -> None:
         model = RandomForestClassifier(
             n_estimators=self.trees,
             max_features=self.max_features,
@@ -61,20 +60,15 @@ class RandomForestMember:
         )
         self._model = model
         self._flat = None
-        self.n_classes_ = n_classes
-        return self
 
-    def predict_proba(self, features: FeatureSet) -> np.ndarray:
-        require_fitted(self.name, self._model is not None)
-        assert self._model is not None and self.n_classes_ is not None
-        if len(features) == 0:
-            return np.zeros((0, self.n_classes_))
+    def _scores(self, features: FeatureSet) -> np.ndarray:
+        assert self._model is not None
         if len(features) <= FLAT_WALK_MAX_ROWS:
             if self._flat is None:
                 self._flat = FlatForest(self._model)
-            return as_probabilities(self._flat.predict_proba(features.dense), self.n_classes_, self.name)
+            return self._flat.predict_proba(features.dense)
         self._model.n_jobs = self.threads
-        return as_probabilities(self._model.predict_proba(features.dense), self.n_classes_, self.name)
+        return self._model.predict_proba(features.dense)
 
     def __getstate__(self) -> dict[str, object]:
         """The flattened view is rebuilt on first use, never pickled (it would duplicate the tree arrays)."""

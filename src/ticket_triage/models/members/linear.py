@@ -11,10 +11,10 @@ from threadpoolctl import threadpool_limits
 from ticket_triage.data.class_balance import sample_weights
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.base import MemberTrainingError
-from ticket_triage.models.members._inputs import as_probabilities, check_training_input, require_fitted
+from ticket_triage.models.members.base import MemberBase
 
 
-class LogRegMember:
+class LogRegMember(MemberBase):
     """Multinomial logistic regression on ``hstack(tfidf, scaled dense)``.
 
     ``dense_scale`` shrinks the standardised dense block: hundreds of unit-variance columns would
@@ -60,14 +60,13 @@ class LogRegMember:
             blocks.append(sp.csr_matrix(scaled.astype(np.float32)))
         return sp.hstack(blocks, format="csr", dtype=np.float32)
 
-    def fit(
+    def _fit(
         self,
         features: FeatureSet,
-        y: np.ndarray,
+        labels: np.ndarray,
         n_classes: int,
-        eval_set: tuple[FeatureSet, np.ndarray] | None = None,
-    ) -> LogRegMember:
-        labels = check_training_input(self.name, features, y, n_classes)
+        eval_set: tuple[FeatureSet, np.ndarray] | None,
+    ) -> None:
         self._uses_sparse = features.sparse is not None and features.sparse.shape[1] > 0
         self._uses_dense = features.dense.ndim == 2 and features.dense.shape[1] > 0 and self.dense_scale > 0
         if not (self._uses_sparse or self._uses_dense):
@@ -79,12 +78,7 @@ class LogRegMember:
             weights = sample_weights(labels, n_classes, self.class_weight_power)
             model.fit(self._design(features), labels, sample_weight=weights)
         self._model = model
-        self.n_classes_ = n_classes
-        return self
 
-    def predict_proba(self, features: FeatureSet) -> np.ndarray:
-        require_fitted(self.name, self._model is not None)
-        assert self._model is not None and self.n_classes_ is not None
-        if len(features) == 0:
-            return np.zeros((0, self.n_classes_))
-        return as_probabilities(self._model.predict_proba(self._design(features)), self.n_classes_, self.name)
+    def _scores(self, features: FeatureSet) -> np.ndarray:
+        assert self._model is not None
+        return self._model.predict_proba(self._design(features))
