@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,8 @@ def test_registering_a_clashing_family_fails(monkeypatch: pytest.MonkeyPatch) ->
         registry.register(FamilySpec("Toy-Family", _Other))
     with pytest.raises(ValueError, match="'embeddings' already does"):
         registry.register(FamilySpec("toy", _Other, monitored_components=3))
+    with pytest.raises(re.error):
+        registry.register(FamilySpec("toy", _Other, monitored="toy__(marks"))
     with pytest.raises(TypeError, match="FamilyConfig"):
         registry.register(FamilySpec("toy", _Other, config=FeatureConfig))  # type: ignore[arg-type]
     registry.register(FamilySpec("toy", _Other, FamilyConfig))

@@ -29,7 +29,8 @@ BUILTIN = (
     "metadata",
     "patterns",
 )
-_NAME = re.compile(r"[a-z][a-z0-9_]*")
+#: What a family name may be: it names a features.toml section and prefixes the family's columns.
+_NAME = r"[a-z][a-z0-9_]*"
 
 
 class FamilyConfig(BaseModel):
@@ -69,7 +70,7 @@ _registered: dict[str, FamilySpec] = {}
 
 def register(spec: FamilySpec) -> FamilySpec:
     """Add a family; registering the same family again (a re-imported module) replaces it."""
-    if not _NAME.fullmatch(spec.name):
+    if not re.fullmatch(_NAME, spec.name):
         raise ValueError(
             f"feature family name {spec.name!r} must be lower-case letters, digits and '_' "
             "(it names a features.toml section and prefixes the family's columns)"
@@ -83,7 +84,7 @@ def register(spec: FamilySpec) -> FamilySpec:
             f"and by {spec.transformer.__module__}"
         )
     if spec.monitored is not None:
-        re.compile(spec.monitored)  # a bad pattern fails here, not when a bundle's reference is built
+        re.fullmatch(spec.monitored, "")  # a bad pattern fails here, not once a bundle's training is done
     if spec.monitored_components:
         others = [s.name for s in _registered.values() if s.monitored_components and s.name != spec.name]
         if others:
