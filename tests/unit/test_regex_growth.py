@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import ticket_triage.features as features_package
-from ticket_triage.features import base, metadata, patterns, readability, registry
+from ticket_triage.features import base, metadata, patterns, readability
 
 SMALL, LARGE = 2_500, 10_000
 MAX_GROWTH = 8.0  # linear ~4, quadratic ~16
@@ -28,7 +28,7 @@ BROKEN_AT_TINY_S = 0.02
 MIN_SAMPLE_S = 0.002  # repeat a scan until one sample takes this long, so timer noise stays small
 BEST_OF = 4
 
-MODULES = (base, metadata, patterns, readability, registry)
+MODULES = (base, metadata, patterns, readability)
 
 
 def _all_patterns() -> dict[str, re.Pattern[str]]:
