@@ -165,6 +165,7 @@ def predict(
     """Classify tickets and write label, confidence, route, priority and per-class probabilities."""
     from ticket_triage.models.bundle import BundleError, load_bundle
     from ticket_triage.models.predictor import predict_frame
+    from ticket_triage.routing import RoutingPolicy
 
     try:
         bundle = load_bundle(model)
@@ -172,7 +173,7 @@ def predict(
         _fail(str(exc))
     columns = _columns(text, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency, id=id_column)
     loaded = _load([data], columns, require_label=False)
-    result = predict_frame(bundle, loaded.frame, threshold)
+    result = predict_frame(bundle, loaded.frame, RoutingPolicy(override=threshold))
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
     auto = int((result["route"] == "auto").sum())
