@@ -16,7 +16,8 @@ def test_a_confidence_at_the_threshold_is_auto_and_just_below_is_review() -> Non
     below = math.nextafter(0.7, 0.0)
     assert policy.route(0.7, 0.7) == "auto"
     assert policy.route(below, 0.7) == "review"
-    assert policy.routes(np.array([0.7, below, 1.0, 0.0]), 0.7).tolist() == ["auto", "review", "auto", "review"]
+    routes = policy.routes(np.array([0.7, below, 1.0, 0.0]), 0.7)
+    assert routes.tolist() == ["auto", "review", "auto", "review"]
 
 
 def test_the_bundle_threshold_holds_unless_the_operator_set_one() -> None:
