@@ -89,7 +89,8 @@ class ServingModel:
     def __init__(self, bundle: Bundle, onnx_dir: Path | None = None) -> None:
         """``onnx_dir``: run the encoder through ONNX Runtime, its exported graph cached there."""
         if CATEGORY not in bundle.targets:
-            raise ValueError(f"bundle {bundle.version} has no {CATEGORY!r} target; it cannot route tickets")
+            name = CATEGORY.value
+            raise ValueError(f"bundle {bundle.version} has no {name!r} target; it cannot route tickets")
         self.bundle = bundle
         self.version = bundle.version
         self.threshold = bundle.threshold
