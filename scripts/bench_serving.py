@@ -475,9 +475,9 @@ def raw_throughput(
 
     import torch
 
+    from ticket_triage.data.canonical import tickets_frame
     from ticket_triage.features.base import normalize_whitespace
     from ticket_triage.models.bundle import load_bundle, resolve_bundle_path
-    from ticket_triage.serving.inference import tickets_frame
     from ticket_triage.serving.schemas import Ticket
 
     bundle = load_bundle(resolve_bundle_path(model_dir))

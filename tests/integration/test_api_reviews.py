@@ -92,24 +92,38 @@ def test_routed_prediction_is_queued_and_listed(reviews_client: TestClient, trai
     assert [i["id"] for i in by_category.json()["items"]] == [answer["review_id"]]
 
 
-def test_cached_repeat_and_batch_answers_are_queued_too(reviews_client: TestClient) -> None:
+def test_a_ticket_repeated_while_its_item_is_open_reuses_the_item(reviews_client: TestClient) -> None:
+    """Cached or not, in one batch or across requests: one open item per ticket, whoever sends it."""
     first = reviews_client.post("/predict", json=TICKET, headers=PREDICT).json()
-    again = reviews_client.post("/predict", json=TICKET, headers=PREDICT).json()
+    again = reviews_client.post("/predict", json={**TICKET, "ticket_id": "HD-8"}, headers=PREDICT).json()
     assert again["cached"] is True
-    assert again["review_id"] is not None
-    assert again["review_id"] != first["review_id"]
+    assert again["review_id"] == first["review_id"] is not None
+    assert again["prediction_id"] != first["prediction_id"]  # still two answers, each audited
 
     batch = reviews_client.post(
-        "/predict/batch", json={"tickets": [_ticket(1), _ticket(2), _ticket(1)]}, headers=PREDICT
+        "/predict/batch", json={"tickets": [_ticket(1), _ticket(2), _ticket(1), TICKET]}, headers=PREDICT
     ).json()
     ids = [p["review_id"] for p in batch["predictions"]]
     assert all(isinstance(i, int) for i in ids)
-    assert len(set(ids)) == 3
+    assert ids[0] == ids[2] and ids[3] == first["review_id"] and len(set(ids)) == 3
 
     items = reviews_client.get("/reviews", headers=REVIEW).json()["items"]
-    assert sorted(i["id"] for i in items) == sorted([first["review_id"], again["review_id"], *ids])
+    assert sorted(i["id"] for i in items) == sorted(set(ids))
     by_id = {i["id"]: i for i in items}
-    assert [by_id[i]["ticket_id"] for i in ids] == ["HD-1", "HD-2", "HD-1"]
+    assert [by_id[i]["ticket_id"] for i in ids] == ["HD-1", "HD-2", "HD-1", "HD-7"]
+
+    # Claimed is still open; once answered, the ticket is queued anew.
+    claimed = reviews_client.post("/reviews/claim", headers=REVIEW).json()
+    sent = next(t for t in (TICKET, _ticket(1), _ticket(2)) if t["ticket_id"] == claimed["ticket_id"])
+    repeat = reviews_client.post("/predict", json=sent, headers=PREDICT).json()
+    assert repeat["review_id"] == claimed["id"]
+    resolved = reviews_client.post(
+        f"/reviews/{claimed['id']}/resolve", json={"category": claimed["predicted_category"]}, headers=REVIEW
+    )
+    assert resolved.status_code == 200, resolved.text
+    after = reviews_client.post("/predict", json=sent, headers=PREDICT).json()
+    assert after["review_id"] not in set(ids)
+    assert reviews_client.get("/reviews/stats", headers=REVIEW).json()["pending"] == 3
 
 
 def test_claim_resolve_and_stats(reviews_client: TestClient, trained: Any) -> None:

@@ -7,6 +7,7 @@ import multiprocessing
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -167,6 +168,28 @@ def test_unreachable_database_spools_then_replays_exactly_once(tmp_path: Path) -
         assert rows[0].enqueued_at == items[0].enqueued_at  # a replayed item keeps its place in the queue
     assert writer.counts.replayed == 132
     assert not list((tmp_path / "spool").glob("*.jsonl"))
+
+
+def test_a_ticket_repeated_during_an_outage_is_one_item_after_the_replay(tmp_path: Path) -> None:
+    missing = tmp_path / "not-yet"
+    engine = make_engine(f"sqlite+pysqlite:///{missing / 'db.sqlite3'}")
+    missing.rmdir()
+    writer = _writer(engine, tmp_path / "spool", prepare=lambda: migrate(engine))
+    writer.start()
+    key = "a" * 64
+    first, repeat = replace(_item(1), review_key=key), replace(_item(2), review_key=key)
+    assert writer.add_review_items([first]) == [None]
+    assert writer.add_review_items([repeat, replace(_item(3), review_key="b" * 64)]) == [None, None]
+
+    missing.mkdir()
+    assert writer.flush(20)
+    with Session(engine) as session:
+        rows = session.scalars(select(ReviewRow).order_by(ReviewRow.id)).all()
+    assert [r.review_key for r in rows] == [key, "b" * 64]  # the repeat was merged in the replay
+    assert rows[0].prediction_id == first.prediction_id
+    # Once the store answers again, the repeat of an open item gets that item's id on the request path.
+    assert writer.add_review_items([replace(_item(4), review_key=key)]) == [rows[0].id]
+    writer.close()
 
 
 def test_retention_deletes_only_old_records(tmp_path: Path, engine: Engine) -> None:

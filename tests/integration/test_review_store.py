@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from sqlalchemy import Engine, func, inspect, select, text
+from sqlalchemy.orm import Session
 
 from ticket_triage.config import Settings
 from ticket_triage.review import (
@@ -27,7 +28,8 @@ from ticket_triage.review import (
     make_engine,
     migrate,
 )
-from ticket_triage.review.models import ReviewEventRow
+from ticket_triage.review.db import SQLITE_IMMEDIATE
+from ticket_triage.review.models import ReviewEventRow, ReviewRow
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 T0 = datetime(2026, 3, 9, 23, 50, tzinfo=UTC)
@@ -289,6 +291,93 @@ def test_release_returns_the_item_to_the_queue(backend: Backend) -> None:
         store.release(424_242, "bob")
 
 
+# --- a repeated ticket ------------------------------------------------------------------------------
+
+
+def test_a_ticket_repeated_while_its_item_is_open_reuses_the_item(backend: Backend) -> None:
+    clock = Clock()
+    store = ReviewStore(backend.engine, lease_seconds=60, clock=clock)
+    first, again, other, unkeyed, unkeyed_too = store.add_items(
+        [
+            new(review_key="k" * 64, ticket_id="T-1"),
+            new(review_key="k" * 64, ticket_id="T-2"),  # the same ticket twice in one call
+            new(review_key="o" * 64),
+            new(),
+            new(),  # no key: never merged
+        ]
+    )
+    assert first == again and len({first, other, unkeyed, unkeyed_too}) == 4
+    assert store.add_items([new(review_key="k" * 64)]) == [first]  # pending: reused
+    clock.advance(10)
+    assert store.claim("alice").id == first
+    assert store.add_items([new(review_key="k" * 64)]) == [first]  # claimed: still reused
+    assert store.get(first).ticket_id == "T-1"  # the item is the first ticket's
+    store.resolve(first, "alice", category="billing")
+    (after,) = store.add_items([new(review_key="k" * 64)])  # answered: the ticket may be queued again
+    assert after not in {first, other, unkeyed, unkeyed_too}
+    assert store.add_items([new(review_key="k" * 64)]) == [after]
+    with Session(backend.engine) as session:
+        added = session.scalar(select(func.count()).where(ReviewEventRow.action == "added"))
+    assert added == 5  # one "added" event per item, none for the reuses
+    assert store.stats()["pending"] == 4
+
+
+def test_two_writers_adding_one_ticket_at_once_add_one_item(backend: Backend) -> None:
+    """The first writer's transaction is held open with the item inserted; the second must wait for it
+    and then answer with that item, on PostgreSQL (the unique index of open keys: ``ON CONFLICT`` waits
+    for the other transaction) as on SQLite (the write lock)."""
+    store = ReviewStore(backend.engine, lease_seconds=60)
+    key = "r" * 64
+    session = Session(backend.engine.execution_options(**{SQLITE_IMMEDIATE: True}))
+    session.begin()
+    row = ReviewStore._new_row(new(review_key=key), T0)
+    session.add(row)
+    session.flush()
+    answered: list[int] = []
+    errors: list[BaseException] = []
+
+    def second_writer() -> None:
+        try:
+            answered.extend(store.add_items([new(review_key=key)]))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    thread.join(1.0)
+    assert thread.is_alive(), "the second writer did not wait for the first one's transaction"
+    first_id = row.id
+    session.commit()
+    session.close()
+    thread.join(30)
+    assert errors == [] and answered == [first_id]
+    with Session(backend.engine) as check:
+        assert check.scalar(select(func.count()).select_from(ReviewRow)) == 1
+
+
+def test_many_writers_racing_with_one_ticket_add_one_item(backend: Backend) -> None:
+    store = ReviewStore(backend.engine, lease_seconds=60)
+    start = threading.Barrier(8)
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            start.wait(timeout=30)
+            ids.extend(store.add_items([new(review_key="x" * 64, ticket_id=f"T-{n}")]))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert len(ids) == 8 and len(set(ids)) == 1
+    assert store.stats()["pending"] == 1
+
+
 # --- reads ----------------------------------------------------------------------------------------------
 
 
@@ -491,7 +580,7 @@ def test_migrate_twice_is_a_no_op(backend: Backend) -> None:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
-    assert versions == ["0003_dead_letters"]
+    assert versions == ["0004_open_review_key"]
     assert set(inspect(backend.engine).get_table_names()) == tables_before
     assert tables_before == {
         "alembic_version",

@@ -241,22 +241,23 @@ def test_full_spool_with_the_database_down_refuses_new_work_and_loses_nothing(
 
 
 def _service_refusal(writer: DurableWriter, metrics: ServiceMetrics) -> HTTPException:
-    """What ``Service.predict`` raises for the app to answer, while the writer refuses work. Only the writer
+    """What the prediction flow raises for the app to answer, while the writer refuses work. Only the writer
     is real: the refusal comes before the model, cache or batcher is touched, so they are left out."""
-    from ticket_triage.serving.service import Service
+    from ticket_triage.routing import RoutingPolicy
+    from ticket_triage.serving.prediction_flow import PredictionFlow
+    from ticket_triage.serving.review_intake import ReviewIntake
 
-    service = Service(
-        settings=Settings(),
+    flow = PredictionFlow(
         registry=None,  # type: ignore[arg-type]
         cache=None,  # type: ignore[arg-type]
         batcher=None,  # type: ignore[arg-type]
-        metrics=metrics,
-        reviews=None,  # type: ignore[arg-type]
         writer=writer,
-        engine=None,  # type: ignore[arg-type]
+        intake=ReviewIntake(writer),
+        metrics=metrics,
+        routing=RoutingPolicy(),
     )
     with pytest.raises(HTTPException) as refused:
-        asyncio.run(service.predict([], 1, endpoint="predict"))
+        asyncio.run(flow.predict([], 1, endpoint="predict"))
     return refused.value
 
 

@@ -40,6 +40,7 @@ def predict(
     """Classify tickets and write label, confidence, route, priority and per-class probabilities."""
     from ticket_triage.models.bundle import BundleError, load_bundle
     from ticket_triage.models.predictor import predict_frame
+    from ticket_triage.routing import RoutingPolicy
 
     try:
         bundle = load_bundle(model)
@@ -47,7 +48,7 @@ def predict(
         fail(str(exc))
     columns = column_map(text, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency, id=id_column)
     loaded = load_data([data], columns, require_label=False)
-    result = predict_frame(bundle, loaded.frame, threshold)
+    result = predict_frame(bundle, loaded.frame, RoutingPolicy(override=threshold))
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
     auto = int((result["route"] == "auto").sum())

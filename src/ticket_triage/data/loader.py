@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ticket_triage.data.canonical import join_text
 from ticket_triage.data.errors import DataError
 from ticket_triage.data.schema import (
     CHANNEL,
@@ -25,7 +26,6 @@ from ticket_triage.data.schema import (
     METADATA_COLUMNS,
     PRIORITY,
     TEXT,
-    TEXT_JOINER,
     TIER,
     URGENCY,
     ColumnMap,
@@ -151,7 +151,7 @@ def _load_one(
 
     parts = [_clean(raw[c]) for c in columns.text]
     text = pd.Series(
-        [TEXT_JOINER.join(p for p in values if p) for values in zip(*parts, strict=True)],
+        [join_text(values) for values in zip(*parts, strict=True)],
         index=raw.index,
         dtype=object,
     )

@@ -9,14 +9,10 @@ from ticket_triage.data.schema import ID
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.bundle import Bundle
 from ticket_triage.models.target import Target
+from ticket_triage.routing import RoutingPolicy
 
 CATEGORY = Target.CATEGORY
 PRIORITY = Target.PRIORITY
-
-
-def route_of(confidence: np.ndarray, threshold: float) -> np.ndarray:
-    """``auto`` when the model is sure enough, otherwise a person reviews it."""
-    return np.where(confidence >= threshold, "auto", "review")
 
 
 def predict_probas(bundle: Bundle, frame: pd.DataFrame) -> tuple[FeatureSet, dict[str, np.ndarray]]:
@@ -25,9 +21,9 @@ def predict_probas(bundle: Bundle, frame: pd.DataFrame) -> tuple[FeatureSet, dic
     return features, {name: target.predict_proba(features) for name, target in bundle.targets.items()}
 
 
-def predict_frame(bundle: Bundle, frame: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
+def predict_frame(bundle: Bundle, frame: pd.DataFrame, routing: RoutingPolicy | None = None) -> pd.DataFrame:
     """One output row per input row, in input order, in the CLI's documented column layout."""
-    threshold = bundle.threshold if threshold is None else threshold
+    routing = routing or RoutingPolicy()
     _, probas = predict_probas(bundle, frame)
     category = bundle.targets[CATEGORY]
     probs = probas[CATEGORY]
@@ -38,7 +34,7 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, threshold: float | None =
         out["id"] = frame[ID].to_numpy()
     out["label"] = np.asarray(category.labels, dtype=object)[best]
     out["confidence"] = confidence.round(6)
-    out["route"] = route_of(confidence, threshold)
+    out["route"] = routing.routes(confidence, bundle.threshold)
     if PRIORITY in probas:
         pprobs = probas[PRIORITY]
         pbest = pprobs.argmax(axis=1)

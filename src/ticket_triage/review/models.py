@@ -21,6 +21,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -85,6 +86,10 @@ class Base(DeclarativeBase):
     pass
 
 
+#: An item nobody has answered yet (pending or claimed): the rows the open-key index covers.
+OPEN_ITEM = text("resolved_at IS NULL")
+
+
 class ReviewRow(Base):
     __tablename__ = "review_items"
 
@@ -120,6 +125,8 @@ class ReviewRow(Base):
     resolved_category: Mapped[str | None] = mapped_column(String(200))
     resolved_priority: Mapped[str | None] = mapped_column(String(200))
     note: Mapped[str | None] = mapped_column(Text)
+    #: ``canonical.review_key`` of the ticket and model version: at most one open item per key.
+    review_key: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         # The claim scan: open items in claim order.
@@ -127,6 +134,13 @@ class ReviewRow(Base):
         Index("ix_review_items_enqueued_at", "enqueued_at"),
         Index("ix_review_items_predicted_category", "predicted_category"),
         Index("ux_review_items_prediction_id", "prediction_id", unique=True),
+        Index(
+            "ux_review_items_open_review_key",
+            "review_key",
+            unique=True,
+            sqlite_where=OPEN_ITEM,
+            postgresql_where=OPEN_ITEM,
+        ),
     )
 
 
@@ -170,6 +184,9 @@ class NewReviewItem:
     prediction_id: str | None = None
     #: When the prediction was made; a replayed item keeps its place in the queue. None: the store's now.
     enqueued_at: datetime | None = None
+    #: ``canonical.review_key``: while an item with this key is open, adding another returns that item.
+    #: None: never merged (items spooled before keys existed, or added by hand).
+    review_key: str | None = None
 
 
 @dataclass(frozen=True)

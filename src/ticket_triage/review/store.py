@@ -25,11 +25,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ticket_triage.review.db import SQLITE_IMMEDIATE
 from ticket_triage.review.models import (
     CLAIMED,
+    OPEN_ITEM,
     PENDING,
     RESOLVED,
     STATUSES,
@@ -44,6 +47,8 @@ from ticket_triage.review.models import (
 
 _MAX_NAME = 200
 MAX_LIST_LIMIT = 1000
+#: Tries of one keyed insert; another try is needed only when the open item it met was resolved meanwhile.
+_OPEN_KEY_ATTEMPTS = 5
 
 
 class ReviewError(Exception):
@@ -118,6 +123,10 @@ class ReviewStore:
     def add_items(self, items: Sequence[NewReviewItem], *, skip_existing: bool = False) -> list[int]:
         """Queue all of them or none; ids in the order given.
 
+        An item with a ``review_key`` is not added while an open (pending or claimed) item has that key,
+        nor twice within ``items``: it gets that item's id. The database holds the rule (a unique index on
+        the key of open items), so two writers adding the same ticket at once still add one item.
+
         With ``skip_existing``, an item whose ``prediction_id`` is already queued is not added again and
         its existing id is returned: replaying a spool twice, or after a write whose commit was in doubt,
         queues every item exactly once.
@@ -128,33 +137,42 @@ class ReviewStore:
         with self._write() as session, session.begin():
             known: dict[str, int] = {}
             if skip_existing:
-                keys = [item.prediction_id for item in items if item.prediction_id is not None]
-                if keys:
-                    found = session.execute(
-                        select(ReviewRow.prediction_id, ReviewRow.id).where(ReviewRow.prediction_id.in_(keys))
-                    )
-                    known = {str(key): int(item_id) for key, item_id in found}
-            rows: dict[int, ReviewRow] = {}
-            first_of: dict[str, int] = {}
+                known = self._ids_by_prediction(session, [i.prediction_id for i in items if i.prediction_id])
+            open_keys = self._open_ids_by_key(session, [i.review_key for i in items if i.review_key])
+            ids: dict[int, int] = {}
+            same_as: dict[int, int] = {}  # position -> earlier position in ``items`` it repeats
+            first_of: dict[tuple[str, str], int] = {}
+            plain: dict[int, ReviewRow] = {}
             for i, item in enumerate(items):
-                key = item.prediction_id
-                if key is not None and (key in known or (skip_existing and key in first_of)):
-                    continue
-                rows[i] = self._new_row(item, now)
-                if key is not None:
-                    first_of[key] = i
-            session.add_all(rows.values())
+                pid, key = item.prediction_id, item.review_key
+                if pid is not None and pid in known:
+                    ids[i] = known[pid]
+                elif key is not None and key in open_keys:
+                    ids[i] = open_keys[key]
+                elif skip_existing and pid is not None and ("p", pid) in first_of:
+                    same_as[i] = first_of[("p", pid)]
+                elif key is not None and ("k", key) in first_of:
+                    same_as[i] = first_of[("k", key)]
+                else:
+                    if pid is not None:
+                        first_of.setdefault(("p", pid), i)
+                    if key is not None:
+                        first_of[("k", key)] = i
+                        ids[i] = self._insert_open(session, self._new_row(item, now), now)
+                    else:
+                        plain[i] = self._new_row(item, now)
+            session.add_all(plain.values())
             session.flush()
+            ids.update({i: row.id for i, row in plain.items()})
             session.add_all(
                 ReviewEventRow(item_id=row.id, at=now, actor=None, action="added", detail=None)
-                for row in rows.values()
+                for row in plain.values()
             )
-        for key, i in first_of.items():
-            known.setdefault(key, rows[i].id)
-        return [rows[i].id if i in rows else known[str(item.prediction_id)] for i, item in enumerate(items)]
+        return [ids[same_as.get(i, i)] for i in range(len(items))]
 
     @staticmethod
     def _new_row(item: NewReviewItem, now: datetime) -> ReviewRow:
+        """A row not yet in any session (``_insert_open`` reads its values)."""
         _name(item.predicted_category, "predicted_category")
         _name(item.model_version, "model_version")
         return ReviewRow(
@@ -175,7 +193,59 @@ class ReviewStore:
             priority_rank=priority_rank(item.predicted_priority),
             model_version=item.model_version,
             enqueued_at=now if item.enqueued_at is None else as_utc(item.enqueued_at),
+            review_key=item.review_key,
         )
+
+    @staticmethod
+    def _ids_by_prediction(session: Session, prediction_ids: list[str]) -> dict[str, int]:
+        if not prediction_ids:
+            return {}
+        found = session.execute(
+            select(ReviewRow.prediction_id, ReviewRow.id).where(ReviewRow.prediction_id.in_(prediction_ids))
+        )
+        return {str(pid): int(item_id) for pid, item_id in found}
+
+    @staticmethod
+    def _open_ids_by_key(session: Session, keys: list[str]) -> dict[str, int]:
+        if not keys:
+            return {}
+        found = session.execute(
+            select(ReviewRow.review_key, ReviewRow.id).where(
+                ReviewRow.review_key.in_(keys), ReviewRow.resolved_at.is_(None)
+            )
+        )
+        return {str(key): int(item_id) for key, item_id in found}
+
+    @staticmethod
+    def _insert_open(session: Session, row: ReviewRow, now: datetime) -> int:
+        """Insert a keyed item unless an open item has its key; the id of whichever item is open.
+
+        ``ON CONFLICT DO NOTHING`` on the open-key index: when another transaction inserts the same key
+        first, PostgreSQL waits for it to commit and then skips the row; SQLite never gets there (its write
+        transactions run one at a time), but the statement is the same. The row skipped, the open item is
+        read back; if it was resolved in between, the insert is tried again.
+        """
+        values = {
+            attr.columns[0]: getattr(row, attr.key)
+            for attr in ReviewRow.__mapper__.column_attrs
+            if attr.key != "id"
+        }
+        insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            insert(ReviewRow.__table__)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[ReviewRow.review_key], index_where=OPEN_ITEM)
+            .returning(ReviewRow.id)
+        )
+        for _ in range(_OPEN_KEY_ATTEMPTS):
+            new_id = session.execute(statement).scalar_one_or_none()
+            if new_id is not None:
+                session.add(ReviewEventRow(item_id=new_id, at=now, actor=None, action="added", detail=None))
+                return int(new_id)
+            found = ReviewStore._open_ids_by_key(session, [str(row.review_key)])
+            if found:
+                return found[str(row.review_key)]
+        raise RuntimeError(f"review key {row.review_key} kept changing hands; retry the write")
 
     def claim(self, reviewer: str) -> ReviewItem | None:
         """Lease the most urgent, then oldest, claimable item to ``reviewer``; None when nothing waits."""

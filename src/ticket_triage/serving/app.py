@@ -26,8 +26,7 @@ from ticket_triage.serving.entity_worker import EntityWorker
 from ticket_triage.serving.errors import install_error_handlers
 from ticket_triage.serving.gc_tuning import freeze_loaded_objects, shorten_switch_interval
 from ticket_triage.serving.inference import SMOKE_TICKET
-from ticket_triage.serving.live_watch import read_live, watch_live
-from ticket_triage.serving.registry import ModelRegistry, load_serving_model, models_dir_of
+from ticket_triage.serving.registry import load_serving_model, models_dir_of
 from ticket_triage.serving.routes import admin, health, monitoring, predict, reviews, ui
 from ticket_triage.serving.service import Service
 
@@ -115,33 +114,28 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare=prepare,
     )
     writer.start()
-    service = Service(
-        settings=settings,
-        registry=ModelRegistry(model, models_dir_of(settings.models_dir), onnx_dir),
+    service = Service.assemble(
+        settings,
+        metrics,
+        model,
+        models_dir_of(settings.models_dir),
         cache=cache,
         batcher=batcher,
-        metrics=metrics,
-        reviews=reviews,
         writer=writer,
+        reviews=reviews,
         engine=engine,
+        onnx_dir=onnx_dir,
     )
     app.state.service = service
-    metrics.set_model(model.version, model.trained_at, model.review_share_baseline())
-    metrics.models_loaded.set(1)
     log.info("serving model %s with a %s cache", model.version, cache.backend)
     del model  # the registry owns it now; a reference kept here would outlive every hot reload
+    interval = settings.monitor_interval_seconds
     background = [
-        asyncio.create_task(service.watch_reviews(settings.monitor_interval_seconds)),
-        asyncio.create_task(service.watch_drift(settings.monitor_interval_seconds)),
+        asyncio.create_task(service.monitors.watch_reviews(interval)),
+        asyncio.create_task(service.monitors.watch_drift(interval)),
     ]
     if settings.model_watch_seconds > 0:
-        models_dir = models_dir_of(settings.models_dir)
-        live_now = await asyncio.to_thread(read_live, models_dir)
-        background.append(
-            asyncio.create_task(
-                watch_live(models_dir, settings.model_watch_seconds, service.follow_live, live_now)
-            )
-        )
+        background.append(await service.registry.watch_live(settings.model_watch_seconds))
     try:
         yield
     finally:

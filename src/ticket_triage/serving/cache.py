@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from ticket_triage.data.canonical import input_digest
 from ticket_triage.redaction import redact_url
 from ticket_triage.serving.breaker import CLOSED, AsyncCircuitBreaker, BreakerOpen
 
@@ -46,10 +47,8 @@ KEY_PREFIX = "triage:v2"
 
 
 def cache_key(model_version: str, fields: Mapping[str, object]) -> str:
-    """Key of one prediction: the model version plus a digest of the canonical JSON of its inputs."""
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    return f"{KEY_PREFIX}:{model_version}:{digest}"
+    """Key of one prediction: the model version plus the digest of its inputs (``data/canonical.py``)."""
+    return f"{KEY_PREFIX}:{model_version}:{input_digest(fields)}"
 
 
 class PredictionCache(Protocol):

@@ -6,11 +6,12 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ticket_triage.audit import SpoolFullError
 from ticket_triage.serving.auth import AuthError
 from ticket_triage.serving.batcher import BatcherClosedError
 from ticket_triage.serving.schemas import ErrorDetail, ErrorResponse, FieldError
@@ -67,6 +68,11 @@ class ApiError(Exception):
         self.code = code or _HTTP_CODES.get(status_code, "error")
         self.message = message
         self.fields = list(fields)
+
+
+def unavailable(exc: SpoolFullError) -> HTTPException:
+    """503 with Retry-After: the database is down and the spool full, so this answer could not be kept."""
+    return HTTPException(503, str(exc), headers={"Retry-After": str(max(1, round(exc.retry_after_seconds)))})
 
 
 def error_response(

@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ticket_triage.data.schema import CHANNEL, CREATED_AT, TEXT, TEXT_JOINER, TIER, URGENCY
+from ticket_triage.data.canonical import tickets_frame
 from ticket_triage.features.base import FeatureSet, normalize_whitespace
 from ticket_triage.models.bundle import EVALUATION_DIR, Bundle, load_reference_pca
 from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas
 from ticket_triage.monitoring.drift import SignalExtractor
+from ticket_triage.routing import RoutingPolicy
 from ticket_triage.serving.entity_worker import EntityWorker
+from ticket_triage.serving.placement import encoder_family, helper_thread_members, worker_process_families
 from ticket_triage.serving.schemas import LabelProbability, Prediction, Ticket
 
 #: The ticket a new bundle must answer before it may serve (hot reload's smoke test).
@@ -71,53 +73,6 @@ class Scores:
         return cls(category=category, priority=priority, signals=signals)
 
 
-def ticket_text(ticket: Ticket) -> str:
-    """Subject and description joined as the training loader joins ``--text subject,description``."""
-    parts = [p.strip() for p in (ticket.subject, ticket.description) if p and p.strip()]
-    return TEXT_JOINER.join(parts)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def cache_fields(ticket: Ticket) -> dict[str, Any]:
-    """Exactly the inputs that move a prediction, in canonical form.
-
-    Every temporal feature is a function of the UTC date and hour, so the time is cut to the hour;
-    ``ticket_id``, ``language`` and ``metadata`` are never read by the model and stay out of the key.
-    """
-    created = _utc(ticket.created_at)
-    return {
-        "text": " ".join(ticket_text(ticket).split()),
-        "created_hour": None if created is None else created.strftime("%Y-%m-%dT%H"),
-        "channel": ticket.channel,
-        "customer_tier": ticket.customer_tier,
-        "urgency": ticket.urgency,
-    }
-
-
-def tickets_frame(tickets: Sequence[Ticket]) -> pd.DataFrame:
-    """The canonical ticket frame the feature pipeline was trained on."""
-    created = [_utc(t.created_at) for t in tickets]
-    return pd.DataFrame(
-        {
-            TEXT: [ticket_text(t) for t in tickets],
-            CREATED_AT: pd.to_datetime(pd.Series(created, dtype=object), utc=True),
-            CHANNEL: [t.channel for t in tickets],
-            TIER: [t.customer_tier for t in tickets],
-            URGENCY: [t.urgency for t in tickets],
-        }
-    )
-
-
-#: Tree members whose prediction runs in compiled code without the interpreter lock; the helper thread is
-#: idle once the encoder is done, so one of them runs there beside the others.
-_HELPER_MEMBERS = ("xgboost",)
-
-
 #: Up to this many tickets a pass runs the encoder in ONNX Runtime (float32, about 6 ms for one ticket
 #: against 10 in eager torch); larger passes use torch, faster per ticket in bulk (measured at 256
 #: tickets: 143 tickets/s with torch against 123 with ONNX Runtime).
@@ -134,7 +89,8 @@ class ServingModel:
     def __init__(self, bundle: Bundle, onnx_dir: Path | None = None) -> None:
         """``onnx_dir``: run the encoder through ONNX Runtime, its exported graph cached there."""
         if CATEGORY not in bundle.targets:
-            raise ValueError(f"bundle {bundle.version} has no {CATEGORY!r} target; it cannot route tickets")
+            name = CATEGORY.value
+            raise ValueError(f"bundle {bundle.version} has no {name!r} target; it cannot route tickets")
         self.bundle = bundle
         self.version = bundle.version
         self.threshold = bundle.threshold
@@ -143,9 +99,9 @@ class ServingModel:
         self.priority_labels: list[str] | None = None if priority is None else list(priority.labels)
         self.signals = SignalExtractor(bundle.reference, load_reference_pca(bundle.path))
         self._fast_encoder: Callable[[pd.DataFrame], Any] | None = None
-        family = self.bundle.pipeline.family("embeddings")
-        if onnx_dir is not None and family is not None and hasattr(family, "onnx_encode"):
-            self._fast_encoder = family.onnx_encode(Path(onnx_dir) / self.version)
+        encoder = encoder_family(bundle.pipeline)
+        if onnx_dir is not None and encoder is not None and hasattr(encoder[1], "onnx_encode"):
+            self._fast_encoder = encoder[1].onnx_encode(Path(onnx_dir) / self.version)
         LOADED_MODELS.add(self)
 
     def score(
@@ -182,27 +138,28 @@ class ServingModel:
     def _probas_in_parallel(
         self, frame: pd.DataFrame, helper: Executor, entities: EntityWorker | None
     ) -> tuple[FeatureSet, dict[str, np.ndarray]]:
+        """As ``predict_probas``, with the parts the model objects allow moved off this thread."""
         normalized = normalize_whitespace(frame)
         pipeline = self.bundle.pipeline
         moved: dict[str, Future[Any]] = {}
-        spacy_family = pipeline.family("entities")
-        if entities is not None and spacy_family is not None:
-            moved["entities"] = entities.submit(spacy_family, normalized)
-        encoder = pipeline.family("embeddings")
+        if entities is not None:
+            for name, family in worker_process_families(pipeline):
+                moved[name] = entities.submit(family, normalized)
+        encoder = encoder_family(pipeline)
         if encoder is not None:
+            name, family = encoder
             small = len(normalized) <= ONNX_MAX_ROWS
-            encode = self._fast_encoder if small and self._fast_encoder is not None else encoder.encode
-            moved["embeddings"] = helper.submit(encode, normalized)
+            encode = self._fast_encoder if small and self._fast_encoder is not None else family.encode
+            moved[name] = helper.submit(encode, normalized)
         features = pipeline.transform(normalized, moved)
-        side: dict[tuple[str, str], Future[np.ndarray]] = {}
-        for target_name, target in self.bundle.targets.items():
-            for name in _HELPER_MEMBERS:
-                if name in target.ensemble.active:
-                    side[(target_name, name)] = helper.submit(
-                        target.ensemble.members[name].predict_proba, features
-                    )
+        side = {
+            (target_name, name): helper.submit(target.ensemble.members[name].predict_proba, features)
+            for target_name, target in self.bundle.targets.items()
+            for name in helper_thread_members(target.ensemble)
+        }
         out = {}
         for target_name, target in self.bundle.targets.items():
+            # This thread's members first: collecting a helper's result earlier would wait on it idle.
             member_probas = {
                 name: member.predict_proba(features)
                 for name, member in target.ensemble.active.items()
@@ -228,7 +185,7 @@ class ServingModel:
         scores: Scores,
         *,
         top_k: int,
-        threshold: float,
+        routing: RoutingPolicy,
         cached: bool,
         prediction_id: str,
     ) -> Prediction:
@@ -254,7 +211,7 @@ class ServingModel:
             ],
             priority=priority,
             priority_confidence=priority_confidence,
-            route="auto" if confidence >= threshold else "review",
+            route=routing.route(confidence, self.threshold),
             model_version=self.version,
             cached=cached,
         )

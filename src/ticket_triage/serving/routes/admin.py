@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from ticket_triage.serving.errors import ApiError, documented
 from ticket_triage.serving.registry import BundleNotFoundError, ReloadError
-from ticket_triage.serving.routes.deps import AdminCaller, ServiceDep
+from ticket_triage.serving.routes.deps import AdminCaller, RegistryDep
 from ticket_triage.serving.schemas import RequestModel, ShortText
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -41,12 +41,12 @@ class ReloadResponse(BaseModel):
     summary="Swap to another model without a restart",
 )
 async def reload_model(
-    service: ServiceDep, _: AdminCaller, request: ReloadRequest | None = None
+    registry: RegistryDep, _: AdminCaller, request: ReloadRequest | None = None
 ) -> ReloadResponse:
     """Load beside the live model, smoke-test, then swap; in-flight requests finish on the old one."""
     name = request.bundle if request else None
     try:
-        previous, current = await service.reload(name)
+        previous, current = await registry.reload(name)
     except BundleNotFoundError as exc:
         raise ApiError(404, str(exc), code="bundle_not_found") from exc
     except ReloadError as exc:

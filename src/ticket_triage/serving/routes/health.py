@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from ticket_triage.serving.errors import documented
-from ticket_triage.serving.routes.deps import AnyCaller, ServiceDep
+from ticket_triage.serving.routes.deps import AnyCaller, BatcherDep, CacheDep, RegistryDep
 
 router = APIRouter(tags=["health"])
 
@@ -20,14 +20,14 @@ async def livez() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Ready to serve, per dependency")
-async def readyz(service: ServiceDep) -> JSONResponse:
+async def readyz(registry: RegistryDep, cache: CacheDep, batcher: BatcherDep) -> JSONResponse:
     """A cache outage reads as degraded, not unready: requests are still answered without the cache."""
-    model = service.registry.current
-    cache_ok = await service.cache.ping()
+    model = registry.current
+    cache_ok = await cache.ping()
     checks: dict[str, Any] = {
         "model": {"ok": True, "version": model.version},
-        "cache": {**service.cache.status(), "ok": cache_ok},
-        "inference": {"ok": True, "queued_tickets": service.batcher.queued},
+        "cache": {**cache.status(), "ok": cache_ok},
+        "inference": {"ok": True, "queued_tickets": batcher.queued},
     }
     status = "ready" if cache_ok else "degraded"
     return JSONResponse({"status": status, "checks": checks}, status_code=200)
@@ -38,5 +38,5 @@ async def readyz(service: ServiceDep) -> JSONResponse:
     responses=documented(401, 403),
     summary="Which model answers, and how good it was on held-out data",
 )
-async def model_card(service: ServiceDep, _: AnyCaller) -> dict[str, Any]:
-    return service.registry.current.describe()
+async def model_card(registry: RegistryDep, _: AnyCaller) -> dict[str, Any]:
+    return registry.current.describe()

@@ -9,7 +9,6 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from ticket_triage.audit.records import recent_window
 from ticket_triage.monitoring.evidently_report import (
     ReportUnavailableError,
     drift_report_html,
@@ -17,7 +16,7 @@ from ticket_triage.monitoring.evidently_report import (
     window_frame,
 )
 from ticket_triage.serving.errors import ApiError, documented
-from ticket_triage.serving.routes.deps import AdminCaller, ServiceDep
+from ticket_triage.serving.routes.deps import AdminCaller, MonitorsDep, RegistryDep, SettingsDep
 
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 
@@ -34,18 +33,24 @@ _ERRORS = documented(401, meaning=_MEANING)
     responses=documented(401, 422, meaning=_MEANING),
     summary="PSI of recent traffic per monitored feature",
 )
-async def drift(service: ServiceDep, _: AdminCaller, refresh: bool = False) -> dict[str, Any]:
+async def drift(
+    monitors: MonitorsDep,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    _: AdminCaller,
+    refresh: bool = False,
+) -> dict[str, Any]:
     """The summary the gauges show (recomputed every monitor interval); ``refresh=true`` recomputes now."""
-    summary = service.drift
-    if refresh or summary is None or summary.model_version != service.registry.current.version:
+    summary = monitors.drift
+    if refresh or summary is None or summary.model_version != registry.current.version:
         try:
-            summary = await service.refresh_drift()
+            summary = await monitors.refresh_drift()
         except SQLAlchemyError as exc:
             raise ApiError(
                 503, "the audit log is unreachable; retry later", code="audit_unavailable"
             ) from exc
     body = summary.to_json()
-    body["min_window"] = service.settings.drift_min_window
+    body["min_window"] = settings.drift_min_window
     return body
 
 
@@ -58,12 +63,10 @@ async def drift(service: ServiceDep, _: AdminCaller, refresh: bool = False) -> d
     },
     summary="Evidently data-drift report of the current window",
 )
-async def drift_report(service: ServiceDep, _: AdminCaller) -> HTMLResponse:
-    model = service.registry.current
+async def drift_report(monitors: MonitorsDep, registry: RegistryDep, _: AdminCaller) -> HTMLResponse:
+    model = registry.current
     try:
-        rows = await asyncio.to_thread(
-            recent_window, service.engine, model.version, service.settings.drift_window
-        )
+        rows = await monitors.window(model)
         html = await asyncio.to_thread(
             drift_report_html, reference_frame(model.bundle.reference), window_frame(rows)
         )

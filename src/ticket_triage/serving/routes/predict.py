@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from ticket_triage.serving.batcher import ticket_chars
 from ticket_triage.serving.errors import ApiError, documented
-from ticket_triage.serving.routes.deps import PredictCaller, ServiceDep
+from ticket_triage.serving.routes.deps import PredictCaller, PredictionsDep, SettingsDep
 from ticket_triage.serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -64,10 +64,12 @@ def _check_total_chars(tickets: list[Ticket], limit: int) -> None:
 
 
 @router.post("/predict", response_model=Prediction, responses=_ERRORS, summary="Predict one ticket")
-async def predict(ticket: Ticket, service: ServiceDep, _: PredictCaller, top_k: TopK = 5) -> Prediction:
+async def predict(
+    ticket: Ticket, predictions: PredictionsDep, settings: SettingsDep, _: PredictCaller, top_k: TopK = 5
+) -> Prediction:
     """Category, priority, calibrated confidence and route of one ticket."""
-    _check_lengths([ticket], service.settings.max_text_chars, "")
-    run = await service.predict([ticket], top_k, endpoint="predict")
+    _check_lengths([ticket], settings.max_text_chars, "")
+    run = await predictions.predict([ticket], top_k, endpoint="predict")
     return run.predictions[0]
 
 
@@ -75,10 +77,14 @@ async def predict(ticket: Ticket, service: ServiceDep, _: PredictCaller, top_k: 
     "/predict/batch", response_model=BatchResponse, responses=_ERRORS, summary="Predict many tickets at once"
 )
 async def predict_batch(
-    batch: BatchRequest, service: ServiceDep, _: PredictCaller, top_k: TopK = 5
+    batch: BatchRequest,
+    predictions: PredictionsDep,
+    settings: SettingsDep,
+    _: PredictCaller,
+    top_k: TopK = 5,
 ) -> BatchResponse:
     """One answer per ticket, in order; cache hits come from the cache and the rest share one model pass."""
-    limit = service.settings.batch_limit
+    limit = settings.batch_limit
     if len(batch.tickets) > limit:
         raise ApiError(
             413,
@@ -90,7 +96,7 @@ async def predict_batch(
         raise ApiError(
             422, "tickets is empty", fields=[FieldError(field="tickets", message="send at least one")]
         )
-    _check_lengths(batch.tickets, service.settings.max_text_chars, "tickets")
-    _check_total_chars(batch.tickets, service.settings.max_batch_chars)
-    run = await service.predict(batch.tickets, top_k, endpoint="batch")
+    _check_lengths(batch.tickets, settings.max_text_chars, "tickets")
+    _check_total_chars(batch.tickets, settings.max_batch_chars)
+    run = await predictions.predict(batch.tickets, top_k, endpoint="batch")
     return BatchResponse(predictions=run.predictions, model_version=run.model.version, cached=run.cached)

@@ -22,7 +22,8 @@ from ticket_triage.review import (
     ReviewNotFoundError,
 )
 from ticket_triage.serving.errors import ApiError, documented
-from ticket_triage.serving.routes.deps import ReviewCaller, ServiceDep
+from ticket_triage.serving.registry import ModelRegistry
+from ticket_triage.serving.routes.deps import MetricsDep, RegistryDep, ReviewCaller, ReviewStoreDep
 from ticket_triage.serving.schemas import (
     INT64_MAX,
     TIME_RANGE,
@@ -108,7 +109,7 @@ def _out(item: ReviewItem) -> ReviewItemOut:
 
 @router.get("", response_model=ReviewList, responses=_errors(422), summary="List review items")
 async def list_reviews(
-    service: ServiceDep,
+    reviews: ReviewStoreDep,
     _: ReviewCaller,
     status: Annotated[Literal["pending", "claimed", "resolved"] | None, Query()] = None,
     category: Annotated[ShortText | None, Query(description="The model's predicted category.")] = None,
@@ -120,15 +121,15 @@ async def list_reviews(
 ) -> ReviewList:
     """Newest first."""
     items = await _call(
-        service.reviews.list, status=status, category=category, since=since, limit=limit, offset=offset
+        reviews.list, status=status, category=category, since=since, limit=limit, offset=offset
     )
     return ReviewList(items=[_out(i) for i in items], limit=limit, offset=offset)
 
 
 @router.get("/stats", response_model=ReviewStats, responses=_errors(), summary="Queue figures and agreement")
-async def review_stats(service: ServiceDep, caller: ReviewCaller) -> ReviewStats:
+async def review_stats(reviews: ReviewStoreDep, caller: ReviewCaller) -> ReviewStats:
     """Queue figures for everyone, plus the caller's own resolutions."""
-    return ReviewStats.model_validate(await _call(service.reviews.stats, reviewer=caller.name))
+    return ReviewStats.model_validate(await _call(reviews.stats, reviewer=caller.name))
 
 
 def neutralise_cell(value: object) -> object:
@@ -164,7 +165,7 @@ def corrections_csv(rows: list[dict[str, Any]]) -> str:
     summary="Reviewers' answers as training rows",
 )
 async def export_corrections(
-    service: ServiceDep,
+    reviews: ReviewStoreDep,
     _: ReviewCaller,
     since: Annotated[
         BoundedTime | None,
@@ -181,7 +182,7 @@ async def export_corrections(
     CSV cells starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return get a leading ``'`` so that a
     spreadsheet shows them as text instead of running them; JSON Lines carries the stored text unchanged.
     """
-    rows = await _call(service.reviews.corrections, since)
+    rows = await _call(reviews.corrections, since)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if export_format == "jsonl":
         body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
@@ -201,17 +202,17 @@ async def export_corrections(
     responses={204: {"description": "Nothing is waiting for review."}, **_errors(413)},
     summary="Take the most urgent waiting item",
 )
-async def claim(service: ServiceDep, caller: ReviewCaller) -> Any:
+async def claim(reviews: ReviewStoreDep, caller: ReviewCaller) -> Any:
     """Leases the item to the caller (the key's name) for the configured lease time."""
-    item = await _call(service.reviews.claim, caller.name)
+    item = await _call(reviews.claim, caller.name)
     if item is None:
         return Response(status_code=204)
     return _out(item)
 
 
-def _check_labels(service: ServiceDep, request: ResolveRequest) -> None:
+def _check_labels(registry: ModelRegistry, request: ResolveRequest) -> None:
     """Answers must be labels the serving model knows, or they could never be trained on."""
-    model = service.registry.current
+    model = registry.current
     problems = []
     if request.category not in model.category_labels:
         allowed = ", ".join(model.category_labels)
@@ -233,17 +234,22 @@ def _check_labels(service: ServiceDep, request: ResolveRequest) -> None:
     summary="Record the right category (and priority)",
 )
 async def resolve(
-    item_id: ItemId, request: ResolveRequest, service: ServiceDep, caller: ReviewCaller
+    item_id: ItemId,
+    request: ResolveRequest,
+    reviews: ReviewStoreDep,
+    registry: RegistryDep,
+    metrics: MetricsDep,
+    caller: ReviewCaller,
 ) -> ReviewItemOut:
     """Only the lease holder may answer; sending the same answer again returns the item unchanged."""
-    _check_labels(service, request)
+    _check_labels(registry, request)
     asked_at = datetime.now(UTC)
     item = await _call(
-        service.reviews.resolve, item_id, caller.name, request.category, request.priority, request.note
+        reviews.resolve, item_id, caller.name, request.category, request.priority, request.note
     )
     if item.resolved_at is not None and item.resolved_at >= asked_at:  # new, not a repeated answer
         agreed = item.resolved_category == item.predicted_category
-        service.metrics.reviews_resolved.labels(agreed=str(agreed).lower()).inc()
+        metrics.reviews_resolved.labels(agreed=str(agreed).lower()).inc()
     return _out(item)
 
 
@@ -253,5 +259,5 @@ async def resolve(
     responses=_errors(404, 409, 413, 422),
     summary="Hand a claimed item back to the queue",
 )
-async def release(item_id: ItemId, service: ServiceDep, caller: ReviewCaller) -> ReviewItemOut:
-    return _out(await _call(service.reviews.release, item_id, caller.name))
+async def release(item_id: ItemId, reviews: ReviewStoreDep, caller: ReviewCaller) -> ReviewItemOut:
+    return _out(await _call(reviews.release, item_id, caller.name))

@@ -1,0 +1,63 @@
+"""Where parts of a pass run is read from the model objects, not from names serving knows."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ticket_triage.features.entities import EntityFeatures
+from ticket_triage.features.pipeline import FeaturePipeline
+from ticket_triage.features.readability import ReadabilityFeatures
+from ticket_triage.models.ensemble import WeightedEnsemble
+from ticket_triage.models.members import LogRegMember, XGBoostMember
+from ticket_triage.serving.placement import encoder_family, helper_thread_members, worker_process_families
+
+
+class _Compiled:
+    """A member that says it runs without the interpreter lock."""
+
+    runs_without_gil: ClassVar[bool] = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def fit(self, *args: Any, **kwargs: Any) -> _Compiled:
+        return self
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        return np.full((len(features), 2), 0.5)
+
+
+class _Encoder:
+    produces_heads: ClassVar[bool] = True
+
+
+class _OwnProcess:
+    runs_in_worker_process: ClassVar[bool] = True
+
+
+def test_helper_thread_members_are_the_active_ones_that_say_so() -> None:
+    members = {
+        "fast": _Compiled("fast"),
+        "idle": _Compiled("idle"),
+        "xgb": XGBoostMember(rounds=1, threads=1, seed=0, name="xgb"),
+        "lr": LogRegMember(threads=1, seed=0, name="lr"),
+    }
+    ensemble = WeightedEnsemble(members, {"fast": 0.4, "idle": 0.0, "xgb": 0.3, "lr": 0.3})
+    # "idle" has no vote, so it never runs; XGBoost holds no lock in predict (undeclared yet: the shim).
+    assert helper_thread_members(ensemble) == ["fast", "xgb"]
+
+
+def test_families_are_found_by_what_they_declare() -> None:
+    pipeline = FeaturePipeline()
+    pipeline.families_ = [
+        ("readability", ReadabilityFeatures()),
+        ("vectors", _Encoder()),
+        ("spacy", EntityFeatures()),
+        ("slow", _OwnProcess()),
+    ]
+    assert encoder_family(pipeline)[0] == "vectors"
+    assert [name for name, _ in worker_process_families(pipeline)] == ["spacy", "slow"]
+    pipeline.families_ = [("readability", ReadabilityFeatures())]
+    assert encoder_family(pipeline) is None and worker_process_families(pipeline) == []
