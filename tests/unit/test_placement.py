@@ -1,4 +1,4 @@
-"""Where parts of a pass run is read from the model objects, not from names serving knows."""
+"""Where parts of a pass run is declared by the ensemble and the pipeline, not named by serving."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from ticket_triage.features.pipeline import FeaturePipeline
 from ticket_triage.features.readability import ReadabilityFeatures
 from ticket_triage.models.ensemble import WeightedEnsemble
 from ticket_triage.models.members import LogRegMember, XGBoostMember
-from ticket_triage.serving.placement import encoder_family, helper_thread_members, worker_process_families
 
 
 class _Compiled:
@@ -45,8 +44,8 @@ def test_helper_thread_members_are_the_active_ones_that_say_so() -> None:
         "lr": LogRegMember(threads=1, seed=0, name="lr"),
     }
     ensemble = WeightedEnsemble(members, {"fast": 0.4, "idle": 0.0, "xgb": 0.3, "lr": 0.3})
-    # "idle" has no vote, so it never runs; XGBoost holds no lock in predict (undeclared yet: the shim).
-    assert helper_thread_members(ensemble) == ["fast", "xgb"]
+    # "idle" has no vote, so it never runs; XGBoost declares that its predict holds no lock.
+    assert ensemble.helper_thread_members() == ["fast", "xgb"]
 
 
 def test_families_are_found_by_what_they_declare() -> None:
@@ -57,7 +56,8 @@ def test_families_are_found_by_what_they_declare() -> None:
         ("spacy", EntityFeatures()),
         ("slow", _OwnProcess()),
     ]
-    assert encoder_family(pipeline)[0] == "vectors"
-    assert [name for name, _ in worker_process_families(pipeline)] == ["spacy", "slow"]
+    encoder = pipeline.encoder()
+    assert encoder is not None and encoder[0] == "vectors"
+    assert [name for name, _ in pipeline.worker_process_families()] == ["spacy", "slow"]
     pipeline.families_ = [("readability", ReadabilityFeatures())]
-    assert encoder_family(pipeline) is None and worker_process_families(pipeline) == []
+    assert pipeline.encoder() is None and pipeline.worker_process_families() == []

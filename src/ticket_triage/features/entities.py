@@ -9,7 +9,7 @@ which tracks both queue and urgency. Counts of labels generalise across wordings
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -65,6 +65,10 @@ class EntityFeatures(BaseEstimator, TransformerMixin):
 
     The label list is read from the model at fit time and kept, so columns stay stable after unpickling.
     """
+
+    #: spaCy holds the interpreter lock for most of its work and reads only the text, so serving computes
+    #: this family in a process of its own beside the encoder (serving/entity_worker.py).
+    runs_in_worker_process: ClassVar[bool] = True
 
     def __init__(self, batch_size: int = 64, max_chars: int = 5000) -> None:
         self.batch_size = batch_size

@@ -121,6 +121,21 @@ class FeaturePipeline(BaseEstimator):
         """The fitted family of that name, or None when it is switched off."""
         return dict(getattr(self, "families_", [])).get(name)
 
+    def encoder(self) -> tuple[str, BaseEstimator] | None:
+        """The sentence encoder (the family that also produces the fine-tuned heads), if it is enabled."""
+        found = (
+            (name, f) for name, f in getattr(self, "families_", []) if getattr(f, "produces_heads", False)
+        )
+        return next(found, None)
+
+    def worker_process_families(self) -> list[tuple[str, BaseEstimator]]:
+        """Enabled families that declare ``runs_in_worker_process``: a caller may compute them elsewhere."""
+        return [
+            (name, f)
+            for name, f in getattr(self, "families_", [])
+            if getattr(f, "runs_in_worker_process", False)
+        ]
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the dense columns (the sparse TF-IDF names are on the FeatureSet)."""
         names: list[str] = []

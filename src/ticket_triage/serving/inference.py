@@ -26,7 +26,6 @@ from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas
 from ticket_triage.monitoring.drift import SignalExtractor
 from ticket_triage.routing import RoutingPolicy
 from ticket_triage.serving.entity_worker import EntityWorker
-from ticket_triage.serving.placement import encoder_family, helper_thread_members, worker_process_families
 from ticket_triage.serving.schemas import LabelProbability, Prediction, Ticket
 
 #: The ticket a new bundle must answer before it may serve (hot reload's smoke test).
@@ -99,7 +98,7 @@ class ServingModel:
         self.priority_labels: list[str] | None = None if priority is None else list(priority.labels)
         self.signals = SignalExtractor(bundle.reference, load_reference_pca(bundle.path))
         self._fast_encoder: Callable[[pd.DataFrame], Any] | None = None
-        encoder = encoder_family(bundle.pipeline)
+        encoder = bundle.pipeline.encoder()
         if onnx_dir is not None and encoder is not None and hasattr(encoder[1], "onnx_encode"):
             self._fast_encoder = encoder[1].onnx_encode(Path(onnx_dir) / self.version)
         LOADED_MODELS.add(self)
@@ -143,9 +142,9 @@ class ServingModel:
         pipeline = self.bundle.pipeline
         moved: dict[str, Future[Any]] = {}
         if entities is not None:
-            for name, family in worker_process_families(pipeline):
+            for name, family in pipeline.worker_process_families():
                 moved[name] = entities.submit(family, normalized)
-        encoder = encoder_family(pipeline)
+        encoder = pipeline.encoder()
         if encoder is not None:
             name, family = encoder
             small = len(normalized) <= ONNX_MAX_ROWS
@@ -155,7 +154,7 @@ class ServingModel:
         side = {
             (target_name, name): helper.submit(target.ensemble.members[name].predict_proba, features)
             for target_name, target in self.bundle.targets.items()
-            for name in helper_thread_members(target.ensemble)
+            for name in target.ensemble.helper_thread_members()
         }
         out = {}
         for target_name, target in self.bundle.targets.items():
