@@ -221,7 +221,7 @@ class ServingModel:
 
     def review_share_baseline(self) -> float | None:
         """Share of held-out tickets this model routed to review at its threshold, when trained."""
-        coverage = evaluation_summary(self.bundle.path).get("category", {}).get("coverage")
+        coverage = evaluation_summary(self.bundle.path).get(CATEGORY, {}).get("coverage")
         return None if coverage is None else round(1.0 - float(coverage), 6)
 
     def describe(self) -> dict[str, Any]:
