@@ -87,6 +87,10 @@ def make_client(models_dir: Path, tmp_path: Path, onnx_dir: Path) -> Iterator[Ca
             "database_file": tmp_path / "review.sqlite3",
             "spool_dir": tmp_path / "spool",
             "model_watch_seconds": 0,  # tests that follow LIVE turn the watch on themselves
+            # spaCy in this process: the worker process costs ~5 s to start and ~1 s to stop per app, and
+            # dozens of tests build one. The worker keeps its own tests (test_entity_worker.py, the
+            # CLI-agreement test in test_api_predict.py) and every real-server test, which runs the defaults.
+            "entity_process": False,
         }
         settings = Settings(**{**defaults, **overrides})
         client = TestClient(create_app(settings), raise_server_exceptions=False)

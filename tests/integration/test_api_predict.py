@@ -91,7 +91,7 @@ def test_api_agrees_with_the_cli(
     from ticket_triage.models.bundle import load_bundle
     from ticket_triage.models.predictor import predict_frame
 
-    client = make_client(encoder_runtime=runtime)
+    client = make_client(encoder_runtime=runtime, entity_process=True)  # the service's default path
     tickets = _sample(synthetic_sample, 12)
     response = client.post("/predict/batch?top_k=0", json={"tickets": tickets}, headers=PREDICT)
     assert response.status_code == 200, response.text
