@@ -61,3 +61,31 @@ def test_families_are_found_by_what_they_declare() -> None:
     assert [name for name, _ in pipeline.worker_process_families()] == ["spacy", "slow"]
     pipeline.families_ = [("readability", ReadabilityFeatures())]
     assert pipeline.encoder() is None and pipeline.worker_process_families() == []
+
+
+class _Recording(_Compiled):
+    """Remembers which thread ran its prediction."""
+
+    def __init__(self, name: str, p: float, gil_free: bool) -> None:
+        super().__init__(name)
+        self.p, self.thread = p, ""
+        self.runs_without_gil = gil_free  # type: ignore[misc]
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        import threading
+
+        self.thread = threading.current_thread().name
+        return np.tile([self.p, 1.0 - self.p], (len(features), 1))
+
+
+def test_the_ensemble_runs_gil_free_members_on_the_helper_and_votes_the_same() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    free, held = _Recording("free", 0.9, True), _Recording("held", 0.3, False)
+    ensemble = WeightedEnsemble({"free": free, "held": held}, {"free": 0.25, "held": 0.75})
+    alone = ensemble.predict_proba([0, 1, 2])
+    with ThreadPoolExecutor(1, thread_name_prefix="helper") as helper:
+        beside = ensemble.predict_proba([0, 1, 2], helper)
+    np.testing.assert_array_equal(alone, beside)
+    np.testing.assert_allclose(beside[0], [0.25 * 0.9 + 0.75 * 0.3, 0.25 * 0.1 + 0.75 * 0.7])
+    assert free.thread.startswith("helper") and not held.thread.startswith("helper")

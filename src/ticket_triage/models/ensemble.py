@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Executor
 
 import numpy as np
 from scipy.optimize import minimize
@@ -102,8 +103,18 @@ class WeightedEnsemble:
         """Soft vote with this ensemble's weights, or with ``weights`` to compare another weighting."""
         return combine(member_probas, self.weights if weights is None else weights)
 
-    def predict_proba(self, features: FeatureSet) -> np.ndarray:
-        return self.combine({name: m.predict_proba(features) for name, m in self.active.items()})
+    def predict_proba(self, features: FeatureSet, helper: Executor | None = None) -> np.ndarray:
+        """Soft vote of the active members; with a ``helper`` thread the members that release the GIL run
+        on it while this thread runs the others (collected last, so this thread never waits idle)."""
+        if helper is None:
+            return self.combine({name: m.predict_proba(features) for name, m in self.active.items()})
+        side = {
+            name: helper.submit(self.members[name].predict_proba, features)
+            for name in self.helper_thread_members()
+        }
+        probas = {name: m.predict_proba(features) for name, m in self.active.items() if name not in side}
+        probas.update({name: future.result() for name, future in side.items()})
+        return self.combine(probas)
 
 
 def log_loss_of_mix(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -34,9 +34,6 @@ class TargetModel:
     #: TF-IDF + LinearSVC trained on the same split, kept only so evaluations can compare against it.
     baseline: Any = None
 
-    def predict_proba(self, features: FeatureSet) -> np.ndarray:
-        return self.calibrator.transform(self.ensemble.predict_proba(features))
-
-    def predict_proba_from(self, member_probas: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Calibrated vote over member outputs computed elsewhere (the service runs some in parallel)."""
-        return self.calibrator.transform(self.ensemble.combine(member_probas))
+    def predict_proba(self, features: FeatureSet, helper: Executor | None = None) -> np.ndarray:
+        """``helper``: a thread the ensemble may run its GIL-free members on (serving passes one)."""
+        return self.calibrator.transform(self.ensemble.predict_proba(features, helper))

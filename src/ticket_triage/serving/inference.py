@@ -151,27 +151,7 @@ class ServingModel:
             encode = self._fast_encoder if small and self._fast_encoder is not None else family.encode
             moved[name] = helper.submit(encode, normalized)
         features = pipeline.transform(normalized, moved)
-        side = {
-            (target_name, name): helper.submit(target.ensemble.members[name].predict_proba, features)
-            for target_name, target in self.bundle.targets.items()
-            for name in target.ensemble.helper_thread_members()
-        }
-        out = {}
-        for target_name, target in self.bundle.targets.items():
-            # This thread's members first: collecting a helper's result earlier would wait on it idle.
-            member_probas = {
-                name: member.predict_proba(features)
-                for name, member in target.ensemble.active.items()
-                if (target_name, name) not in side
-            }
-            member_probas.update(
-                {
-                    name: side[(target_name, name)].result()
-                    for name in target.ensemble.active
-                    if (target_name, name) in side
-                }
-            )
-            out[target_name] = target.predict_proba_from(member_probas)
+        out = {name: target.predict_proba(features, helper) for name, target in self.bundle.targets.items()}
         return features, out
 
     def scores_from_cache(self, value: dict[str, Any]) -> Scores:
