@@ -205,6 +205,43 @@ def verdict_lines(t: dict, metric: str) -> list[str]:
     return out
 
 
+def conformal_lines(c: dict | None) -> list[str]:
+    """Per-class coverage of the conformal sets on the unseen split and the routing rules side by side."""
+    if not c:
+        return ["No conformal sets (bundle trained without them).", ""]
+    worst = c["worst_class"]
+    worst_text = (
+        f"worst of the {c['classes_with_min_rows']} classes with >= {c['min_rows_for_class_coverage']} rows: "
+        f"`{worst['label']}` {worst['coverage']:.1%} over {worst['rows']} rows"
+        if worst
+        else f"no class has {c['min_rows_for_class_coverage']} rows"
+    )
+    readable = [v for v in c["per_class"].values() if v["rows"] >= c["min_rows_for_class_coverage"]]
+    below = sum(v["coverage"] < 1 - c["alpha"] for v in readable)
+    out = [
+        f"Conformal sets (class-conditional, alpha {c['alpha']:g}): coverage {c['coverage']:.1%}; "
+        f"{worst_text}; {below} of {len(readable)} such classes below {1 - c['alpha']:.0%}; mean set size "
+        f"{c['mean_set_size']:.2f}; set sizes "
+        + ", ".join(f"{k}: {v}" for k, v in c["set_sizes"].items())
+        + ".",
+        "",
+        "| rule (threshold " + f"{c['threshold']:.2f}) | auto-routed | accuracy on them |",
+        "|---|---|---|",
+    ]
+    for rule, p in c["policies"].items():
+        acc = "n/a" if p["accuracy"] is None else f"{p['accuracy']:.4f}"
+        out.append(f"| {rule} | {p['coverage']:.1%} | {acc} |")
+    for rule, comp in c["comparison"].items():
+        matched = comp["threshold_rule_at_same_accuracy"]
+        out.append("")
+        out.append(
+            f"At the {rule} rule's accuracy the threshold rule auto-routes {matched['coverage']:.1%} "
+            f"(threshold {matched['threshold']}); gain {100 * comp['gain']:+.1f} points."
+        )
+    out += ["", f"Default rule chosen by this evaluation: **{c['chosen_rule']}** ({c['reason']}).", ""]
+    return out
+
+
 def render(results: list[dict]) -> str:
     lines = [
         "## Accuracy",
@@ -265,6 +302,10 @@ def render(results: list[dict]) -> str:
                 + " |",
                 "",
             ]
+            lines += conformal_lines(t.get("conformal"))
+            own = (r["training"]["targets"][target].get("conformal") or {}).get("chosen_rule")
+            if own:
+                lines += [f"The bundle's own default, chosen on its internal test split: **{own}**.", ""]
             timings = r["training"]["targets"][target]["timings_seconds"]
             lines += [
                 "Training time per member (s): "

@@ -84,5 +84,5 @@ def trained(synthetic_tickets: Path, fast_training_env: None, tmp_path_factory: 
         out_dir=tmp_path_factory.mktemp("models"),
         data_info={"data_files": [str(synthetic_tickets)]},
     )
-    write_training_report(result, settings.routing_threshold)
+    write_training_report(result, settings.routing_threshold, settings.conformal_alpha)
     return result

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     var_dir: Path = Field(default_factory=lambda: Path.cwd() / "var")
     feature_config: Path = Field(default_factory=lambda: package_path("ticket_triage", "features.toml"))
     routing_threshold: float = Field(0.7, ge=0.0, le=1.0)
+    #: threshold | singleton | both (routing.py). Unset, each bundle routes by the rule its evaluation chose.
+    routing_rule: Literal["threshold", "singleton", "both"] = "threshold"
+    #: Miscoverage of the conformal prediction sets: at 0.05 a set misses the true queue for about 1
+    #: ticket in 20, per queue. Training evaluates at it; unset, serving uses the bundle's.
+    conformal_alpha: float = Field(0.05, gt=0.0, lt=1.0)
     seed: int = 13
 
     # Held-out shares carved from the training data: validation (weights + calibration) and test (report).

@@ -88,7 +88,7 @@ def retrain(
     typer.echo(f"data: {result.data_report.rows_kept} of {result.data_report.rows_read} original rows used")
     for line in result.merge.lines():
         typer.echo(line)
-    lines = write_training_report(result.train, settings.routing_threshold)
+    lines = write_training_report(result.train, settings.routing_threshold, settings.conformal_alpha)
     typer.echo(f"champion: {result.champion}")
     typer.echo(f"challenger: {result.train.path} (not live; compare it, then promote it)")
     for line in lines:

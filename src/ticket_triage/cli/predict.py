@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,14 @@ from ticket_triage.cli._common import (
 )
 
 
+class RoutingRule(StrEnum):
+    """The choices of ``--routing-rule`` (routing.RULES)."""
+
+    threshold = "threshold"
+    singleton = "singleton"
+    both = "both"
+
+
 def predict(
     model: ModelOpt,
     data: Annotated[Path, typer.Option("--data", help="Tickets to classify.")],
@@ -36,8 +45,22 @@ def predict(
         float | None,
         typer.Option("--threshold", min=0.0, max=1.0, help="Routing threshold (default: the bundle's)."),
     ] = None,
+    rule: Annotated[
+        RoutingRule | None,
+        typer.Option("--routing-rule", help="threshold, singleton or both (default: the bundle's choice)."),
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(
+            "--alpha", min=0.0, max=1.0, min_open=True, max_open=True, help="Conformal miscoverage."
+        ),
+    ] = None,
 ) -> None:
-    """Classify tickets and write label, confidence, route, priority and per-class probabilities."""
+    """Classify tickets and write label, confidence, prediction set, route, priority and probabilities.
+
+    Threshold, rule and alpha: the option, else the TRIAGE_* setting when set, else the bundle's own.
+    """
+    from ticket_triage.config import Settings
     from ticket_triage.models.bundle import BundleError, load_bundle
     from ticket_triage.models.predictor import predict_frame
     from ticket_triage.routing import RoutingPolicy
@@ -48,7 +71,16 @@ def predict(
         fail(str(exc))
     columns = column_map(text, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency, id=id_column)
     loaded = load_data([data], columns, require_label=False)
-    result = predict_frame(bundle, loaded.frame, RoutingPolicy(override=threshold))
+    configured = RoutingPolicy.from_settings(Settings())
+    routing = RoutingPolicy(
+        configured.override if threshold is None else threshold,
+        configured.rule_override if rule is None else rule.value,
+        configured.alpha_override if alpha is None else alpha,
+    )
+    try:
+        result = predict_frame(bundle, loaded.frame, routing)
+    except ValueError as exc:  # a set rule asked of a bundle without conformal calibration
+        fail(str(exc))
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
     auto = int((result["route"] == "auto").sum())

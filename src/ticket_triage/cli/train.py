@@ -81,7 +81,7 @@ def train(
         )
     except ValueError as exc:
         fail(str(exc))
-    lines = write_training_report(result, settings.routing_threshold)
+    lines = write_training_report(result, settings.routing_threshold, settings.conformal_alpha)
     typer.echo(f"bundle: {result.path}")
     for line in lines:
         typer.echo(line)

@@ -14,9 +14,11 @@ from typing import Any
 import joblib
 
 from ticket_triage.features.pipeline import FeaturePipeline
+from ticket_triage.models.conformal import DEFAULT_ALPHA
 from ticket_triage.models.errors import BundleError
 from ticket_triage.models.manifest import FORMAT_VERSION, Manifest
 from ticket_triage.models.target import Target, TargetModel
+from ticket_triage.routing import BundleRouting, check_rule
 
 LIVE_POINTER = "LIVE"
 MANIFEST = "manifest.json"
@@ -83,6 +85,14 @@ class Bundle:
     @property
     def threshold(self) -> float:
         return self.manifest.routing_threshold
+
+    @property
+    def routing(self) -> BundleRouting:
+        """Threshold, rule and alpha this bundle was evaluated at (older bundles: threshold rule)."""
+        manifest = self.manifest
+        rule = check_rule(manifest.routing_rule or "threshold")
+        alpha = DEFAULT_ALPHA if manifest.conformal_alpha is None else manifest.conformal_alpha
+        return BundleRouting(manifest.routing_threshold, rule, alpha)
 
 
 def new_version_name(fingerprint: str, now: datetime | None = None) -> str:

@@ -12,6 +12,7 @@ import pandas as pd
 from ticket_triage.data.schema import LABEL, PRIORITY
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.bundle import EVALUATION_DIR, Bundle
+from ticket_triage.models.conformal import DEFAULT_ALPHA
 from ticket_triage.models.out_of_fold import FoldCopies
 from ticket_triage.models.report import (
     BASELINE,
@@ -31,9 +32,14 @@ TARGET_COLUMNS = {Target.CATEGORY: LABEL, Target.PRIORITY: PRIORITY}
 
 
 def score_target(
-    target: TargetModel, features: FeatureSet, y: np.ndarray, timings: dict[str, float] | None = None
+    target: TargetModel,
+    features: FeatureSet,
+    y: np.ndarray,
+    timings: dict[str, float] | None = None,
+    alpha: float = DEFAULT_ALPHA,
 ) -> TargetResults:
-    """Every member, the ensemble under seed, learned and live weights (calibrated), and the baseline."""
+    """Every member, the ensemble under seed, learned and live weights (calibrated), and the baseline;
+    with the conformal sets at ``alpha`` where the target has a calibration for them."""
     probas: dict[str, np.ndarray] = {}
     costs: dict[str, float] = {}
     stand_ins: list[str] = []
@@ -49,9 +55,8 @@ def score_target(
     systems.append(SystemResult(SEED_ENSEMBLE, probs=target.ensemble.combine(probas, target.seed_weights)))
     learned = target.learned_weights or target.seed_weights
     systems.append(SystemResult(LEARNED_ENSEMBLE, probs=target.ensemble.combine(probas, learned)))
-    systems.append(
-        SystemResult(CALIBRATED_ENSEMBLE, probs=target.calibrator.transform(target.ensemble.combine(probas)))
-    )
+    calibrated = target.calibrator.transform(target.ensemble.combine(probas))
+    systems.append(SystemResult(CALIBRATED_ENSEMBLE, probs=calibrated))
     if target.baseline is not None:
         systems.append(SystemResult(BASELINE, predictions=target.baseline.predict(features.texts)))
     live_is_learned = target.ensemble.weights == learned and target.learned_weights is not None
@@ -68,10 +73,12 @@ def score_target(
         fold_stand_ins=stand_ins,
         live_weights=dict(target.ensemble.weights),
         uncalibrated=LEARNED_ENSEMBLE if live_is_learned else SEED_ENSEMBLE,
+        prediction_sets=target.prediction_sets(calibrated, alpha),
+        alpha=alpha,
     )
 
 
-def write_training_report(result: TrainResult, threshold: float) -> list[str]:
+def write_training_report(result: TrainResult, threshold: float, alpha: float = DEFAULT_ALPHA) -> list[str]:
     """Report of a training run on its held-out split, written into the bundle; returns summary lines."""
     targets = []
     dataset: dict[str, Any] = {
@@ -85,7 +92,7 @@ def write_training_report(result: TrainResult, threshold: float) -> list[str]:
     }
     for name, tr in result.targets.items():
         timings = {**{f"member {k}": v for k, v in tr.member_seconds.items()}}
-        targets.append(score_target(tr.model, tr.eval_features, tr.y_eval, timings))
+        targets.append(score_target(tr.model, tr.eval_features, tr.y_eval, timings, alpha))
         dataset[f"{name}_evaluated_on"] = tr.evaluated_on
         if tr.dropped_classes:
             dataset[f"{name}_classes_dropped_too_few_rows"] = tr.dropped_classes
@@ -116,7 +123,8 @@ def evaluate_bundle(bundle: Bundle, frame: pd.DataFrame, out_dir: Path) -> list[
         unseen = frame.loc[~known & frame[column].notna().to_numpy(), column]
         if len(unseen):
             dataset[f"{name}_rows_with_unlearned_labels"] = len(unseen)
-        targets.append(score_target(target, features.subset(np.flatnonzero(known)), codes[known]))
+        rows = np.flatnonzero(known)
+        targets.append(score_target(target, features.subset(rows), codes[known], alpha=bundle.routing.alpha))
     report = EvaluationReport(dataset=dataset, targets=targets, threshold=bundle.threshold)
     report.write(out_dir)
     return summary_lines(report.to_dict())

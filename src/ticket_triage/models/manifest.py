@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from ticket_triage.data.schema import ColumnMap
+from ticket_triage.models.conformal import check_alpha
 from ticket_triage.models.errors import BundleError
 from ticket_triage.models.target import Target
+from ticket_triage.routing import RULES
 
 #: The layout of bundles this code reads and writes. 2: one fine-tuned encoder feeds every member (model v2).
 FORMAT_VERSION = 2
@@ -49,6 +51,20 @@ def _read_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _wrong(name, "a number", value)
     return float(value)
+
+
+def _read_rule(name: str, value: Any) -> str:
+    if value not in RULES:
+        raise _wrong(name, f"one of {', '.join(RULES)}", value)
+    return str(value)
+
+
+def _read_alpha(name: str, value: Any) -> float:
+    number = _read_number(name, value)
+    try:
+        return check_alpha(number)
+    except ValueError:
+        raise _wrong(name, "a number strictly between 0 and 1", value) from None
 
 
 def _read_object(name: str, value: Any) -> dict[str, Any]:
@@ -138,6 +154,8 @@ def _codec(read: Callable[[str, Any], Any], write: Callable[[Any], Any]) -> Mapp
 _TEXT = _codec(_read_text, _same)
 _INTEGER = _codec(_read_integer, _same)
 _NUMBER = _codec(_read_number, _same)
+_RULE = _codec(_read_rule, _same)
+_ALPHA = _codec(_read_alpha, _same)
 _OBJECT = _codec(_read_object, dict)
 _TEXTS = _codec(_read_texts, list)
 _TEXT_MAP = _codec(_read_text_map, dict)
@@ -179,6 +197,10 @@ class Manifest:
     columns: ColumnMap | None = field(default=None, metadata=_COLUMNS)
     #: For a retrained challenger: its champion and what the merge did with the corrections.
     feedback: Mapping[str, Any] | None = field(default=None, metadata=_OBJECT)
+    #: The routing rule training's evaluation chose (routing.py) and the conformal alpha it evaluated at;
+    #: absent in bundles from before conformal sets, which route by threshold.
+    routing_rule: str | None = field(default=None, metadata=_RULE)
+    conformal_alpha: float | None = field(default=None, metadata=_ALPHA)
     #: Keys this version does not know, kept as read so writing the manifest back loses nothing.
     extra: Mapping[str, Any] = field(default_factory=dict)
 

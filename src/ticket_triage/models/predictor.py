@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -9,7 +11,7 @@ from ticket_triage.data.schema import ID
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.bundle import Bundle
 from ticket_triage.models.target import Target
-from ticket_triage.routing import RoutingPolicy
+from ticket_triage.routing import RoutingPolicy, sole_label
 
 CATEGORY = Target.CATEGORY
 PRIORITY = Target.PRIORITY
@@ -19,6 +21,20 @@ def predict_probas(bundle: Bundle, frame: pd.DataFrame) -> tuple[FeatureSet, dic
     """Compute features once and calibrated probabilities for every target of the bundle."""
     features = bundle.pipeline.transform(frame)
     return features, {name: target.predict_proba(features) for name, target in bundle.targets.items()}
+
+
+#: Joins a prediction set's labels in one CSV cell ("|" is rare in queue names; documented in the README).
+SET_SEPARATOR = "|"
+
+
+def set_labels(labels: Sequence[str], in_set: np.ndarray, probs: np.ndarray) -> list[str]:
+    """The labels of one prediction set, most probable first."""
+    members = np.flatnonzero(in_set)
+    return [str(labels[i]) for i in members[np.argsort(-probs[members], kind="stable")]]
+
+
+def format_set(labels: Sequence[str], in_set: np.ndarray, probs: np.ndarray) -> str:
+    return SET_SEPARATOR.join(set_labels(labels, in_set, probs))
 
 
 def predict_frame(bundle: Bundle, frame: pd.DataFrame, routing: RoutingPolicy | None = None) -> pd.DataFrame:
@@ -32,9 +48,16 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, routing: RoutingPolicy | 
     out = pd.DataFrame(index=range(len(frame)))
     if ID in frame.columns:
         out["id"] = frame[ID].to_numpy()
-    out["label"] = np.asarray(category.labels, dtype=object)[best]
+    labels = np.asarray(category.labels, dtype=object)
+    out["label"] = labels[best]
     out["confidence"] = confidence.round(6)
-    out["route"] = routing.routes(confidence, bundle.threshold)
+    sets = category.prediction_sets(probs, routing.alpha(bundle.routing))
+    sole = None if sets is None else sole_label(sets, best)
+    out["route"] = routing.routes(confidence, bundle.routing, sole)
+    # One cell per row: the set's labels joined by SET_SEPARATOR, most probable first.
+    out["prediction_set"] = (
+        None if sets is None else [format_set(labels, sets[i], probs[i]) for i in range(len(best))]
+    )
     if PRIORITY in probas:
         pprobs = probas[PRIORITY]
         pbest = pprobs.argmax(axis=1)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from ticket_triage.models.conformal_evaluation import conformal_summary
 from ticket_triage.models.metrics import (
     MetricsInputError,
     classification_summary,
@@ -82,6 +83,9 @@ class TargetResults:
     live_weights: dict[str, float] = field(default_factory=dict)
     primary: str = CALIBRATED_ENSEMBLE
     uncalibrated: str | None = LEARNED_ENSEMBLE
+    #: The primary system's conformal sets (boolean rows x labels) at ``alpha``; None without them.
+    prediction_sets: np.ndarray | None = None
+    alpha: float | None = None
 
     def __post_init__(self) -> None:
         if not _TARGET_NAME.match(self.name):
@@ -197,7 +201,14 @@ class EvaluationReport:
             "calibration": calibration,
             "timings_seconds": dict(target.timings),
             "figures": target.figure_names(),
+            "conformal": self._conformal(target, after),
         }
+
+    def _conformal(self, target: TargetResults, after: SystemResult) -> dict[str, Any] | None:
+        if target.prediction_sets is None or target.alpha is None or after.probs is None:
+            return None
+        sets, alpha = target.prediction_sets, target.alpha
+        return conformal_summary(after.probs, target.y_true, sets, target.labels, self.threshold, alpha)
 
     def write(self, out_dir: Path) -> dict[str, Path]:
         """Write report.json, report.md and three PNGs per target; returns them by file name."""
@@ -385,6 +396,9 @@ def _target_markdown(name: str, t: dict[str, Any], threshold: float) -> list[str
         "",
     ]
 
+    if t.get("conformal"):
+        out += _conformal_markdown(t["conformal"])
+
     out += [f"### Per-class precision / recall / F1 ({primary})", ""]
     per_class = ps["per_class"]
     header = ["class", "precision", "recall", "F1", "support"]
@@ -411,6 +425,62 @@ def _target_markdown(name: str, t: dict[str, Any], threshold: float) -> list[str
         rows = [[m, f"{s:.1f}"] for m, s in t["timings_seconds"].items()]
         rows.append(["total", f"{sum(t['timings_seconds'].values()):.1f}"])
         out += _table(["member", "seconds"], rows)
+    return out
+
+
+def _policy_cells(p: dict[str, Any]) -> list[str]:
+    return [_pct(p["coverage"]), _num(p["accuracy"])]
+
+
+def _conformal_markdown(c: dict[str, Any]) -> list[str]:
+    """Coverage per class, set sizes, and the routing rules side by side (models/conformal_evaluation.py)."""
+    alpha = c["alpha"]
+    out = [f"### Conformal prediction sets (alpha {alpha:g}, class-conditional)", ""]
+    out += [
+        f"Each set aims to hold the true label for at least {1 - alpha:.0%} of the tickets of every class. "
+        f"Held-out coverage: {_pct(c['coverage'])}; mean set size {c['mean_set_size']:.2f}; "
+        f"empty sets {c['empty_sets']}.",
+        "",
+    ]
+    worst = c["worst_class"]
+    if worst:
+        out += [
+            f"Worst class among the {c['classes_with_min_rows']} with at least "
+            f"{c['min_rows_for_class_coverage']} evaluation rows: **{_cell(worst['label'])}**, coverage "
+            f"{_pct(worst['coverage'])} over {worst['rows']} rows.",
+            "",
+        ]
+    else:
+        out += [
+            f"No class has {c['min_rows_for_class_coverage']} evaluation rows; per-class coverage is "
+            "in report.json but too noisy to rank.",
+            "",
+        ]
+    out += _table(list(c["set_sizes"]), [[str(v) for v in c["set_sizes"].values()]])
+    lowest = sorted(
+        (v["coverage"], k) for k, v in c["per_class"].items() if v["rows"] >= c["min_rows_for_class_coverage"]
+    )[:CLASSES_SHOWN_EACH_END]
+    if lowest:
+        out += ["Lowest per-class coverage:", ""]
+        out += _table(
+            ["class", "coverage", "rows"],
+            [[k, _pct(cov), str(c["per_class"][k]["rows"])] for cov, k in lowest],
+        )
+    policies = c["policies"]
+    out += [f"Routing rules at the threshold {c['threshold']:.2f}:", ""]
+    out += _table(
+        ["rule", "auto-routed", "accuracy on them"],
+        [[rule, *_policy_cells(p)] for rule, p in policies.items()],
+    )
+    out += ["Risk-coverage of the threshold rule and of threshold + singleton set (`both`) side by side:", ""]
+    out += _table(
+        ["threshold", "threshold: auto-routed", "accuracy", "both: auto-routed", "accuracy"],
+        [
+            [f"{r['threshold']:.2f}", *_policy_cells(r["threshold_rule"]), *_policy_cells(r["both_rule"])]
+            for r in c["risk_coverage_side_by_side"]
+        ],
+    )
+    out += [f"**Default rule: {c['chosen_rule']}**, because {c['reason']}.", ""]
     return out
 
 
@@ -446,6 +516,16 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         if BASELINE in t["systems"]:
             b = t["systems"][BASELINE]
             lines.append(f"  baseline: accuracy {_num(b['accuracy'])}, macro-F1 {_num(b['macro_f1'])}")
+        c = t.get("conformal")
+        if c:
+            worst = c["worst_class"]
+            shown = "" if not worst else f"; worst class {worst['label']!r} {_pct(worst['coverage'])}"
+            single = c["policies"]["singleton"]
+            lines.append(
+                f"  conformal sets at alpha {c['alpha']:g}: coverage {_pct(c['coverage'])}{shown}, mean size "
+                f"{c['mean_set_size']:.2f}; singleton rule auto-routes {_pct(single['coverage'])} at "
+                f"{_num(single['accuracy'])}; default rule {c['chosen_rule']}"
+            )
         hp = t.get("highest_priority")
         if hp:
             lines.append(

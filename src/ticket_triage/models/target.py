@@ -11,6 +11,7 @@ import numpy as np
 
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.calibration import TemperatureScaler
+from ticket_triage.models.conformal import MondrianConformal
 from ticket_triage.models.ensemble import WeightedEnsemble
 
 
@@ -33,7 +34,13 @@ class TargetModel:
     learned_weights: dict[str, float] | None = None
     #: TF-IDF + LinearSVC trained on the same split, kept only so evaluations can compare against it.
     baseline: Any = None
+    #: Conformal calibration of the calibrated probabilities; None in bundles from before it existed.
+    conformal: MondrianConformal | None = None
 
     def predict_proba(self, features: FeatureSet, helper: Executor | None = None) -> np.ndarray:
         """``helper``: a thread the ensemble may run its GIL-free members on (serving passes one)."""
         return self.calibrator.transform(self.ensemble.predict_proba(features, helper))
+
+    def prediction_sets(self, probs: np.ndarray, alpha: float) -> np.ndarray | None:
+        """Boolean (n, labels) conformal sets for calibrated ``probs``; None without a calibration."""
+        return None if self.conformal is None else self.conformal.sets(probs, alpha)

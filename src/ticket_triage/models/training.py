@@ -26,6 +26,8 @@ from ticket_triage.models.base import Member
 from ticket_triage.models.baseline import LinearSvcBaseline
 from ticket_triage.models.bundle import LIVE_POINTER, mark_live, save_bundle
 from ticket_triage.models.calibration import TemperatureScaler
+from ticket_triage.models.conformal import MondrianConformal
+from ticket_triage.models.conformal_evaluation import conformal_summary
 from ticket_triage.models.ensemble import WeightedEnsemble, optimize_weights
 from ticket_triage.models.members import build_members
 from ticket_triage.models.out_of_fold import out_of_fold_probas
@@ -135,6 +137,11 @@ def train_target(
     validation_mix = ensemble.combine(validation_probas)
     calibrator = TemperatureScaler().fit(validation_mix, y["validation"])
     calibrated = calibrator.transform(validation_mix)
+    # Conformal calibration wants many rows per class (19 at alpha 0.05 before a class can ever be left
+    # out), more than the validation split has: the out-of-fold scores of the training rows join it.
+    # Those come from fold copies fitted on fewer rows, so they err towards larger, safer sets.
+    pool = np.vstack([calibrator.transform(ensemble.combine(oof.probas)), calibrated])
+    conformal = MondrianConformal.calibrate(pool, np.concatenate([y["train"], y["validation"]]))
     baseline = LinearSvcBaseline(seed=settings.seed).fit(fs["train"].texts, y["train"])
     model = TargetModel(
         name=name.value,
@@ -144,6 +151,7 @@ def train_target(
         seed_weights=seed_weights,
         learned_weights=learned,
         baseline=baseline,
+        conformal=conformal,
     )
 
     evaluated_on = "test" if len(y["test"]) else "validation"
@@ -159,6 +167,20 @@ def train_target(
         validation_features=fs["validation"],
         dropped_classes=dropped,
     )
+
+
+def default_routing(result: TargetResult, settings: Settings) -> dict[str, Any]:
+    """The conformal summary of the category target on its held-out rows, with the rule to default to."""
+    model = result.model
+    probs = model.predict_proba(result.eval_features)
+    sets = model.prediction_sets(probs, settings.conformal_alpha)
+    if sets is None:
+        raise RuntimeError(f"target {model.name!r} was trained without a conformal calibration")
+    summary = conformal_summary(
+        probs, result.y_eval, sets, model.labels, settings.routing_threshold, settings.conformal_alpha
+    )
+    log.info("routing rule %s: %s", summary["chosen_rule"], summary["reason"])
+    return summary
 
 
 def encoder_tuning(settings: Settings) -> dict[str, Any]:
@@ -222,6 +244,7 @@ def train_bundle(
     }
 
     models = {name: result.model for name, result in targets.items()}
+    routing = default_routing(targets[Target.CATEGORY], settings)
     predicted = {name: result.validation_predictions for name, result in targets.items()}
     reference, pca = build_reference(
         features["train"],
@@ -234,6 +257,8 @@ def train_bundle(
     info = {
         "data_fingerprint": fingerprint(frame),
         "routing_threshold": settings.routing_threshold,
+        "routing_rule": routing["chosen_rule"],
+        "conformal_alpha": settings.conformal_alpha,
         "weighting": weighting,
         "precision": resolve_precision(feature_config.embeddings.precision),
         "cross_fitting_folds": settings.cv_folds,

@@ -18,6 +18,7 @@ from ticket_triage.audit import DurableWriter, Spool
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.review import ReviewStore, make_engine, migrate
+from ticket_triage.routing import RoutingPolicy
 from ticket_triage.serving.auth import KeyStore, startup_key_store
 from ticket_triage.serving.batcher import MicroBatcher
 from ticket_triage.serving.body_limit import BodyLimitMiddleware
@@ -78,6 +79,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     shorten_switch_interval()
     onnx_dir = settings.onnx_dir if settings.encoder_runtime == "onnx" else None
     model = await asyncio.to_thread(load_serving_model, settings.models_dir, onnx_dir)
+    model.check_routing(RoutingPolicy.from_settings(settings))
     cache = build_cache(settings, metrics)
     batcher = MicroBatcher(
         max_batch_size=settings.max_batch_size,

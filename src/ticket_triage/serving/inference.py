@@ -22,9 +22,9 @@ import pandas as pd
 from ticket_triage.data.canonical import tickets_frame
 from ticket_triage.features.base import FeatureSet, normalize_whitespace
 from ticket_triage.models.bundle import EVALUATION_DIR, Bundle, load_reference_pca
-from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas
+from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas, set_labels
 from ticket_triage.monitoring.drift import SignalExtractor
-from ticket_triage.routing import RoutingPolicy
+from ticket_triage.routing import SET_RULES, RoutingPolicy, sole_label
 from ticket_triage.serving.entity_worker import EntityWorker
 from ticket_triage.serving.schemas import LabelProbability, Prediction, Ticket
 
@@ -93,6 +93,8 @@ class ServingModel:
         self.bundle = bundle
         self.version = bundle.version
         self.threshold = bundle.threshold
+        self.routing = bundle.routing
+        self._category = bundle.targets[CATEGORY]
         self.category_labels: list[str] = list(bundle.targets[CATEGORY].labels)
         priority = bundle.targets.get(PRIORITY)
         self.priority_labels: list[str] | None = None if priority is None else list(priority.labels)
@@ -154,6 +156,15 @@ class ServingModel:
         out = {name: target.predict_proba(features, helper) for name, target in self.bundle.targets.items()}
         return features, out
 
+    def check_routing(self, routing: RoutingPolicy) -> None:
+        """Refuse (ValueError) a routing rule this bundle cannot apply, before any ticket meets it."""
+        rule = routing.rule(self.routing)
+        if rule in SET_RULES and self._category.conformal is None:
+            raise ValueError(
+                f"routing rule {rule!r} needs conformal prediction sets; bundle {self.version} was trained "
+                "before them: retrain it, or set TRIAGE_ROUTING_RULE=threshold"
+            )
+
     def scores_from_cache(self, value: dict[str, Any]) -> Scores:
         n_priority = None if self.priority_labels is None else len(self.priority_labels)
         return Scores.from_json(value, len(self.category_labels), n_priority)
@@ -174,6 +185,9 @@ class ServingModel:
         best = int(order[0])
         shown = order if top_k == 0 else order[:top_k]
         confidence = float(probs[best])
+        sets = self._category.prediction_sets(probs[None, :], routing.alpha(self.routing))
+        in_set = None if sets is None else set_labels(self.category_labels, sets[0], probs)
+        sole = None if sets is None else bool(sole_label(sets, np.array([best]))[0])
         priority = priority_confidence = None
         if scores.priority is not None and self.priority_labels is not None:
             pprobs = np.asarray(scores.priority)
@@ -190,7 +204,8 @@ class ServingModel:
             ],
             priority=priority,
             priority_confidence=priority_confidence,
-            route=routing.route(confidence, self.threshold),
+            prediction_set=in_set,
+            route=routing.route(confidence, self.routing, sole),
             model_version=self.version,
             cached=cached,
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ticket_triage.models.bundle import LIVE_POINTER, BundleError, load_bundle, resolve_bundle_path
 from ticket_triage.monitoring.metrics import ServiceMetrics
+from ticket_triage.routing import RoutingPolicy
 from ticket_triage.serving.gc_tuning import release_when_unused
 from ticket_triage.serving.inference import LOADED_MODELS, SMOKE_TICKET, Scores, ServingModel
 from ticket_triage.serving.live_watch import read_live, watch_live
@@ -59,10 +60,13 @@ class ModelRegistry:
         *,
         scorer: Scorer,
         metrics: ServiceMetrics,
+        routing: RoutingPolicy,
         onnx_dir: Path | None = None,
     ) -> None:
-        """``scorer`` runs the smoke prediction of a candidate (the batcher's ``run_exclusive``)."""
+        """``scorer`` runs the smoke prediction of a candidate (the batcher's ``run_exclusive``);
+        ``routing`` is the policy a candidate must be able to apply."""
         self.current = model
+        self.routing = routing
         self.models_dir = Path(models_dir)
         self.onnx_dir = onnx_dir
         self._scorer = scorer
@@ -110,6 +114,7 @@ class ModelRegistry:
             path = self.bundle_path(name)
             try:
                 candidate = await asyncio.to_thread(load_serving_model, path, self.onnx_dir)
+                candidate.check_routing(self.routing)
             except (BundleError, ValueError) as exc:
                 raise ReloadError(f"bundle {path.name} refused: {exc}") from exc
             except (

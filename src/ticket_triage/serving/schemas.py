@@ -286,7 +286,16 @@ class Prediction(BaseModel):
     probabilities: list[LabelProbability] = Field(description="Most likely categories first.")
     priority: str | None = None
     priority_confidence: float | None = None
-    route: Literal["auto", "review"] = Field(description="`auto` when confidence ≥ the routing threshold.")
+    prediction_set: list[str] | None = Field(
+        None,
+        description="The conformal prediction set: the categories that may be the true one at the model's"
+        " miscoverage alpha (class-conditional), most likely first. One label means the model is sure at"
+        " that level. Null for a model trained before conformal sets.",
+    )
+    route: Literal["auto", "review"] = Field(
+        description="`auto` when the routing rule in force (threshold, singleton set, or both) says the"
+        " model is sure enough; `review` sends the ticket to people."
+    )
     model_version: str
     cached: bool
     review_id: int | None = Field(

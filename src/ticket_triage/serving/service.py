@@ -56,8 +56,14 @@ class Service:
         onnx_dir: Path | None = None,
     ) -> Service:
         """Wire the parts; each is given what it needs as arguments."""
+        routing = RoutingPolicy.from_settings(settings)
         registry = ModelRegistry(
-            model, models_dir, scorer=batcher.run_exclusive, metrics=metrics, onnx_dir=onnx_dir
+            model,
+            models_dir,
+            scorer=batcher.run_exclusive,
+            metrics=metrics,
+            routing=routing,
+            onnx_dir=onnx_dir,
         )
         predictions = PredictionFlow(
             registry=registry,
@@ -66,7 +72,7 @@ class Service:
             writer=writer,
             intake=ReviewIntake(writer),
             metrics=metrics,
-            routing=RoutingPolicy.from_settings(settings),
+            routing=routing,
             audit_enabled=settings.audit_enabled,
         )
         monitors = MonitoringPollers(
