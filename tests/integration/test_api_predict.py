@@ -12,6 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.integration.conftest import PREDICT, REVIEW
 
+from ticket_triage.models.bundle import load_bundle
+
 TICKET = {
     "ticket_id": "HD-1",
     "subject": "VPN keeps disconnecting",
@@ -21,6 +23,45 @@ TICKET = {
     "channel": "email",
     "customer_tier": "gold",
 }
+
+
+def test_every_rule_routes_by_its_definition_and_the_set_does_not_depend_on_the_rule(
+    make_client: Callable[..., TestClient], synthetic_sample: Path
+) -> None:
+    tickets = _sample(synthetic_sample, 40)
+    answers = {}
+    for rule in ("threshold", "singleton", "both"):
+        client = make_client(routing_rule=rule, routing_threshold=0.5, conformal_alpha=0.2)
+        response = client.post("/predict/batch", json={"tickets": tickets}, headers=PREDICT)
+        assert response.status_code == 200, response.text
+        answers[rule] = response.json()["predictions"]
+    sets = [a["prediction_set"] for a in answers["threshold"]]
+    assert (
+        sets
+        == [a["prediction_set"] for a in answers["singleton"]]
+        == [a["prediction_set"] for a in answers["both"]]
+    )
+    sole = [s == [a["category"]] for s, a in zip(sets, answers["threshold"], strict=True)]
+    sure = [a["confidence"] >= 0.5 for a in answers["threshold"]]
+    assert [a["route"] == "auto" for a in answers["threshold"]] == sure
+    assert [a["route"] == "auto" for a in answers["singleton"]] == sole
+    assert [a["route"] == "auto" for a in answers["both"]] == [
+        x and y for x, y in zip(sure, sole, strict=True)
+    ]
+    assert any(sole) and not all(sole)  # alpha 0.2 on this model: some sure tickets, some not
+
+
+def test_a_wider_alpha_never_grows_a_set(
+    make_client: Callable[..., TestClient], synthetic_sample: Path
+) -> None:
+    tickets = _sample(synthetic_sample, 20)
+    sizes = {}
+    for alpha in (0.02, 0.3):
+        client = make_client(conformal_alpha=alpha)
+        body = client.post("/predict/batch", json={"tickets": tickets}, headers=PREDICT).json()
+        sizes[alpha] = [set(a["prediction_set"]) for a in body["predictions"]]
+    assert all(wide <= narrow for narrow, wide in zip(sizes[0.02], sizes[0.3], strict=True))
+    assert sum(map(len, sizes[0.3])) < sum(map(len, sizes[0.02]))
 
 
 def _sample(synthetic_sample: Path, n: int) -> list[dict[str, Any]]:
@@ -45,7 +86,17 @@ def test_predict_answers_with_the_documented_fields(client: TestClient, trained:
     assert probs[0]["label"] == body["category"]
     assert probs[0]["probability"] == body["confidence"]
     assert [p["probability"] for p in probs] == sorted((p["probability"] for p in probs), reverse=True)
-    assert body["route"] == ("auto" if body["confidence"] >= 0.7 else "review")
+    in_set = body["prediction_set"]
+    assert in_set and set(in_set) <= set(labels)
+    shown = {
+        p["label"]: p["probability"]
+        for p in client.post("/predict?top_k=0", json=TICKET, headers=PREDICT).json()["probabilities"]
+    }
+    assert [shown[label] for label in in_set] == sorted((shown[label] for label in in_set), reverse=True)
+    rule = load_bundle(trained.path).routing.rule
+    sure = {"threshold": body["confidence"] >= 0.7, "singleton": in_set == [body["category"]]}
+    sure["both"] = sure["threshold"] and sure["singleton"]
+    assert body["route"] == ("auto" if sure[rule] else "review")
     assert body["priority"] in trained.targets["priority"].model.labels
     assert 0.0 < body["priority_confidence"] <= 1.0
 
@@ -105,6 +156,9 @@ def test_api_agrees_with_the_cli(
     assert [p["ticket_id"] for p in api] == list(cli["id"])
     assert [p["category"] for p in api] == list(cli["label"])
     assert [p["priority"] for p in api] == list(cli["priority"])
+    assert [p["route"] for p in api] == list(cli["route"])
+    if runtime == "torch":  # ONNX's float32 may move a label across its set's boundary
+        assert ["|".join(p["prediction_set"]) for p in api] == list(cli["prediction_set"])
     tolerance = 1e-5 if runtime == "torch" else 0.02
     np.testing.assert_allclose([p["confidence"] for p in api], cli["confidence"], atol=tolerance)
 
@@ -169,3 +223,17 @@ def _metric(client: TestClient, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{series} not in /metrics")
+
+
+def test_a_set_rule_is_refused_for_a_bundle_trained_without_sets(trained: Any) -> None:
+    from ticket_triage.routing import RoutingPolicy
+
+    bundle = load_bundle(trained.path)  # a private copy: the session's bundle keeps its sets
+    assert bundle.targets["category"].conformal is not None
+    bundle.targets["category"].conformal = None  # as in a bundle from before conformal sets
+    bundle.check_routing(RoutingPolicy(rule_override="threshold"))
+    for rule in ("singleton", "both"):
+        with pytest.raises(
+            ValueError, match=r"needs conformal prediction sets.*TRIAGE_ROUTING_RULE=threshold"
+        ):
+            bundle.check_routing(RoutingPolicy(rule_override=rule))

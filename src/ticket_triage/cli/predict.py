@@ -52,7 +52,7 @@ def predict(
     alpha: Annotated[
         float | None,
         typer.Option(
-            "--alpha", min=0.0, max=1.0, min_open=True, max_open=True, help="Conformal miscoverage."
+            "--alpha", help="Conformal miscoverage, strictly between 0 and 1 (default: the bundle's)."
         ),
     ] = None,
 ) -> None:
@@ -65,22 +65,20 @@ def predict(
     from ticket_triage.models.predictor import predict_frame
     from ticket_triage.routing import RoutingPolicy
 
+    configured = RoutingPolicy.from_settings(Settings())
     try:
+        routing = RoutingPolicy(
+            configured.override if threshold is None else threshold,
+            configured.rule_override if rule is None else rule.value,
+            configured.alpha_override if alpha is None else alpha,
+        )
         bundle = load_bundle(model)
-    except BundleError as exc:
+        bundle.check_routing(routing)
+    except (BundleError, ValueError) as exc:
         fail(str(exc))
     columns = column_map(text, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency, id=id_column)
     loaded = load_data([data], columns, require_label=False)
-    configured = RoutingPolicy.from_settings(Settings())
-    routing = RoutingPolicy(
-        configured.override if threshold is None else threshold,
-        configured.rule_override if rule is None else rule.value,
-        configured.alpha_override if alpha is None else alpha,
-    )
-    try:
-        result = predict_frame(bundle, loaded.frame, routing)
-    except ValueError as exc:  # a set rule asked of a bundle without conformal calibration
-        fail(str(exc))
+    result = predict_frame(bundle, loaded.frame, routing)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
     auto = int((result["route"] == "auto").sum())

@@ -18,7 +18,7 @@ from ticket_triage.models.conformal import DEFAULT_ALPHA
 from ticket_triage.models.errors import BundleError
 from ticket_triage.models.manifest import FORMAT_VERSION, Manifest
 from ticket_triage.models.target import Target, TargetModel
-from ticket_triage.routing import BundleRouting, check_rule
+from ticket_triage.routing import SET_RULES, BundleRouting, RoutingPolicy, check_rule
 
 LIVE_POINTER = "LIVE"
 MANIFEST = "manifest.json"
@@ -93,6 +93,15 @@ class Bundle:
         rule = check_rule(manifest.routing_rule or "threshold")
         alpha = DEFAULT_ALPHA if manifest.conformal_alpha is None else manifest.conformal_alpha
         return BundleRouting(manifest.routing_threshold, rule, alpha)
+
+    def check_routing(self, routing: RoutingPolicy) -> None:
+        """Refuse (ValueError) a routing rule this bundle cannot apply, before any ticket meets it."""
+        rule = routing.rule(self.routing)
+        if rule in SET_RULES and self.targets[Target.CATEGORY].conformal is None:
+            raise ValueError(
+                f"routing rule {rule!r} needs conformal prediction sets; bundle {self.version} was trained "
+                "before them: retrain it, or route by threshold (TRIAGE_ROUTING_RULE=threshold)"
+            )
 
 
 def new_version_name(fingerprint: str, now: datetime | None = None) -> str:

@@ -24,7 +24,7 @@ from ticket_triage.features.base import FeatureSet, normalize_whitespace
 from ticket_triage.models.bundle import EVALUATION_DIR, Bundle, load_reference_pca
 from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas, set_labels
 from ticket_triage.monitoring.drift import SignalExtractor
-from ticket_triage.routing import SET_RULES, RoutingPolicy, sole_label
+from ticket_triage.routing import RoutingPolicy, sole_label
 from ticket_triage.serving.entity_worker import EntityWorker
 from ticket_triage.serving.schemas import LabelProbability, Prediction, Ticket
 
@@ -158,12 +158,7 @@ class ServingModel:
 
     def check_routing(self, routing: RoutingPolicy) -> None:
         """Refuse (ValueError) a routing rule this bundle cannot apply, before any ticket meets it."""
-        rule = routing.rule(self.routing)
-        if rule in SET_RULES and self._category.conformal is None:
-            raise ValueError(
-                f"routing rule {rule!r} needs conformal prediction sets; bundle {self.version} was trained "
-                "before them: retrain it, or set TRIAGE_ROUTING_RULE=threshold"
-            )
+        self.bundle.check_routing(routing)
 
     def scores_from_cache(self, value: dict[str, Any]) -> Scores:
         n_priority = None if self.priority_labels is None else len(self.priority_labels)
