@@ -41,6 +41,7 @@ def reviews_client(make_client: Callable[..., TestClient], tmp_path: Path) -> Te
     """Every prediction routed to review (threshold above any confidence); alice and bob review."""
     return make_client(
         routing_threshold=0.999,
+        routing_rule="threshold",  # the threshold alone decides, whichever rule the bundle chose
         database_file=tmp_path / "r.sqlite3",
         api_keys=KEY_SPEC + f",bob:review:{BOB_KEY}",
     )
@@ -322,7 +323,7 @@ def test_postgres_queue_and_outage_keeps_predictions_answering(
     make_client: Callable[..., TestClient], pg_url: tuple[str, str]
 ) -> None:
     name, url = pg_url
-    client = make_client(routing_threshold=0.999, database_url=url)
+    client = make_client(routing_threshold=0.999, routing_rule="threshold", database_url=url)
     queued = client.post("/predict", json=TICKET, headers=PREDICT).json()
     assert isinstance(queued["review_id"], int)
     claimed = client.post("/reviews/claim", headers=REVIEW).json()

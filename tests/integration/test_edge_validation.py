@@ -113,7 +113,9 @@ EDGE_GOOD: list[dict[str, Any]] = [
 @pytest.fixture
 def queue_client(make_client: Callable[..., TestClient], tmp_path: Path) -> TestClient:
     """Every answer goes to the review queue, so whatever a request got stored shows in GET /reviews."""
-    return make_client(routing_threshold=0.999, database_file=tmp_path / "edge.sqlite3")
+    return make_client(
+        routing_threshold=0.999, routing_rule="threshold", database_file=tmp_path / "edge.sqlite3"
+    )
 
 
 def _queued(client: TestClient) -> list[dict[str, Any]]:

@@ -41,6 +41,7 @@ def queue(make_client: Callable[..., TestClient], tmp_path: Path) -> TestClient:
     """Every answer routed to review; alice and bob review, helpdesk predicts, ops is admin."""
     return make_client(
         routing_threshold=0.999,
+        routing_rule="threshold",  # the threshold alone decides, whichever rule the bundle chose
         database_file=tmp_path / "export.sqlite3",
         api_keys=KEY_SPEC + f",bob:review:{BOB_KEY}",
     )

@@ -180,7 +180,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(models_dir: 
     validation is what answers), requests that violate the document."""
     tally = Tally()
     # Every answer routed to review, so the review operations have items to list, claim and export.
-    with running_server(models_dir, tmp_path / "server.log", TRIAGE_ROUTING_THRESHOLD="0.999") as server:
+    with running_server(
+        models_dir, tmp_path / "server.log", TRIAGE_ROUTING_THRESHOLD="0.999", TRIAGE_ROUTING_RULE="threshold"
+    ) as server:
         schema = schemathesis.openapi.from_url(f"{server.base_url}/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]
         for role, key in ROLE_KEYS.items():

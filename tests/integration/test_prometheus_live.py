@@ -127,6 +127,7 @@ def test_dashboards_and_drift_against_a_real_prometheus(
         "TRIAGE_DRIFT_WINDOW": str(window),
         "TRIAGE_DRIFT_MIN_WINDOW": "50",
         "TRIAGE_ROUTING_THRESHOLD": "0.9",
+        "TRIAGE_ROUTING_RULE": "threshold",
         "TRIAGE_AUDIT_FLUSH_MS": "50",
     }
     with (

@@ -80,6 +80,7 @@ def test_database_stopped_under_traffic_loses_and_duplicates_nothing(
         "TRIAGE_DATABASE_URL": pg.url,
         # Route most answers to review, so review items cross the outage too.
         "TRIAGE_ROUTING_THRESHOLD": "0.9",
+        "TRIAGE_ROUTING_RULE": "threshold",
         "TRIAGE_SPOOL_RETRY_SECONDS": "0.5",
         "TRIAGE_AUDIT_FLUSH_MS": "50",
     }

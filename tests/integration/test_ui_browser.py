@@ -30,7 +30,9 @@ def ui_server(trained: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     models.mkdir()
     shutil.copytree(trained.path, models / trained.path.name)
     (models / "LIVE").write_text(trained.path.name + "\n")
-    with running_server(models, folder / "server.log", TRIAGE_ROUTING_THRESHOLD="1.0") as server:
+    with running_server(
+        models, folder / "server.log", TRIAGE_ROUTING_THRESHOLD="1.0", TRIAGE_ROUTING_RULE="threshold"
+    ) as server:
         yield server
 
 

@@ -228,6 +228,8 @@ class ServingModel:
             "version": self.version,
             "trained_at": manifest.trained_at.isoformat(),
             "routing_threshold": self.threshold,
+            "routing_rule": self.routing.rule,
+            "conformal_alpha": self.routing.alpha,
             "data_fingerprint": manifest.data_fingerprint,
             "targets": targets,
             "evaluation": evaluation_summary(self.bundle.path),
