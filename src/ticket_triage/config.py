@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     #: Miscoverage of the conformal prediction sets: at 0.05 a set misses the true queue for about 1
     #: ticket in 20, per queue. Training evaluates at it; unset, serving uses the bundle's.
     conformal_alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    #: Explanations (models/explanation.py): masked copies of the ticket the model scores per explanation,
+    #: and how many words are named per label.
+    explain_max_evals: int = Field(200, ge=10, le=2000)
+    explain_top_words: int = Field(5, ge=1, le=20)
     seed: int = 13
 
     # Held-out shares carved from the training data: validation (weights + calibration) and test (report).

@@ -237,3 +237,24 @@ def test_a_set_rule_is_refused_for_a_bundle_trained_without_sets(trained: Any) -
             ValueError, match=r"needs conformal prediction sets.*TRIAGE_ROUTING_RULE=threshold"
         ):
             bundle.check_routing(RoutingPolicy(rule_override=rule))
+
+
+def test_explain_names_words_of_the_ticket_for_the_label_and_the_runner_up(client: TestClient) -> None:
+    plain = client.post("/predict", json=TICKET, headers=PREDICT).json()
+    assert plain["explanation"] is None  # off by default
+    response = client.post("/predict?explain=true&top_k=2", json=TICKET, headers=PREDICT)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["category"] == plain["category"] and body["confidence"] == plain["confidence"]
+    labels = body["explanation"]["labels"]
+    assert [e["label"] for e in labels] == [p["label"] for p in body["probabilities"]]
+    # The answer may come from ONNX Runtime in float32, the explanation runs the torch path (bf16 where the
+    # CPU has it): the same model, probabilities a little apart (see test_api_agrees_with_the_cli).
+    assert labels[0]["probability"] == pytest.approx(body["confidence"], abs=0.02)
+    named = [w for e in labels for w in e["words"]]
+    assert named, "some word should raise the predicted category"
+    for w in named:
+        assert TICKET[w["field"]][w["start"] : w["end"]] == w["word"]
+        assert w["weight"] > 0
+    metrics = client.get("/metrics").text
+    assert "triage_explain_seconds_count 1.0" in metrics

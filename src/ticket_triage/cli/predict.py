@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ticket_triage.config import Settings
+    from ticket_triage.models.bundle import Bundle
 
 from ticket_triage.cli._common import (
     ChannelOpt,
@@ -55,6 +64,14 @@ def predict(
             "--alpha", help="Conformal miscoverage, strictly between 0 and 1 (default: the bundle's)."
         ),
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Add an `explanation` column (JSON): the words behind the label and the runner-up. Costs "
+            "TRIAGE_EXPLAIN_MAX_EVALS model passes' worth of rows per ticket.",
+        ),
+    ] = False,
 ) -> None:
     """Classify tickets and write label, confidence, prediction set, route, priority and probabilities.
 
@@ -65,7 +82,8 @@ def predict(
     from ticket_triage.models.predictor import predict_frame
     from ticket_triage.routing import RoutingPolicy
 
-    configured = RoutingPolicy.from_settings(Settings())
+    settings = Settings()
+    configured = RoutingPolicy.from_settings(settings)
     try:
         routing = RoutingPolicy(
             configured.override if threshold is None else threshold,
@@ -79,12 +97,33 @@ def predict(
     columns = column_map(text, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency, id=id_column)
     loaded = load_data([data], columns, require_label=False)
     result = predict_frame(bundle, loaded.frame, routing)
+    if explain:
+        result["explanation"] = explanations(bundle, loaded.frame, settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
     auto = int((result["route"] == "auto").sum())
     typer.echo(
         f"wrote {len(result)} predictions to {out} ({auto} auto-routed, {len(result) - auto} to review)"
     )
+
+
+def explanations(bundle: Bundle, frame: pd.DataFrame, settings: Settings) -> list[str]:
+    """One JSON cell per row: per label (predicted, runner-up) its probability and weighted words, each
+    with its character span in the row's joined text."""
+    from tqdm import tqdm
+
+    from ticket_triage.models.predictor import explain_row
+
+    cells = []
+    for i in tqdm(range(len(frame)), desc="explaining", unit="ticket", file=sys.stderr, disable=None):
+        evidence = explain_row(
+            bundle,
+            frame.iloc[[i]],
+            top_words=settings.explain_top_words,
+            max_evals=settings.explain_max_evals,
+        )
+        cells.append(json.dumps([asdict(e) for e in evidence], ensure_ascii=False))
+    return cells
 
 
 def evaluate(

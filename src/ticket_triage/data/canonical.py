@@ -47,6 +47,21 @@ def join_text(parts: Iterable[str | None]) -> str:
     return TEXT_JOINER.join(p for p in stripped if p)
 
 
+def field_span(fields: Sequence[tuple[str, str | None]], start: int, end: int) -> tuple[str, int, int] | None:
+    """Where ``joined[start:end]`` of :func:`join_text` over ``fields`` (name, value) lies in its field:
+    the field's name and the span in that field's own, unstripped value; None across a joiner."""
+    at = 0
+    for name, value in fields:
+        stripped = value.strip() if value else ""
+        if not stripped:
+            continue
+        if at <= start and end <= at + len(stripped):
+            lead = len(value) - len(value.lstrip())  # type: ignore[union-attr]  # stripped is non-empty
+            return name, start - at + lead, end - at + lead
+        at += len(stripped) + len(TEXT_JOINER)
+    return None
+
+
 def ticket_text(ticket: TicketFields) -> str:
     return join_text((ticket.subject, ticket.description))
 

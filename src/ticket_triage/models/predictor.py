@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ticket_triage.data.schema import ID
+from ticket_triage.data.schema import ID, TEXT
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.bundle import Bundle
+from ticket_triage.models.explanation import LabelEvidence, explain_text
 from ticket_triage.models.target import Target
 from ticket_triage.routing import RoutingPolicy, sole_label
 
@@ -21,6 +22,22 @@ def predict_probas(bundle: Bundle, frame: pd.DataFrame) -> tuple[FeatureSet, dic
     """Compute features once and calibrated probabilities for every target of the bundle."""
     features = bundle.pipeline.transform(frame)
     return features, {name: target.predict_proba(features) for name, target in bundle.targets.items()}
+
+
+def explain_row(bundle: Bundle, row: pd.DataFrame, *, top_words: int, max_evals: int) -> list[LabelEvidence]:
+    """The words behind the predicted category and the runner-up of a one-row ticket frame; word spans are
+    offsets into its joined text (models/explanation.py)."""
+    row = row.reset_index(drop=True)
+    text = str(row[TEXT].iloc[0])
+
+    def score(texts: list[str]) -> np.ndarray:
+        frame = row.loc[[0] * len(texts)].reset_index(drop=True)
+        frame[TEXT] = texts
+        return predict_probas(bundle, frame)[1][CATEGORY]
+
+    top_two = np.argsort(-score([text])[0], kind="stable")[:2].tolist()
+    labels = bundle.targets[CATEGORY].labels
+    return explain_text(text, score, top_two, labels, top_words=top_words, max_evals=max_evals)
 
 
 #: Joins a prediction set's labels in one CSV cell ("|" is rare in queue names; documented in the README).

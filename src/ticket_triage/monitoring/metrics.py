@@ -63,6 +63,12 @@ class ServiceMetrics:
             buckets=_CONFIDENCE_BUCKETS,
             registry=r,
         )
+        self.explain_seconds = Histogram(
+            "triage_explain_seconds",
+            "Time to explain one answer (?explain=true): the model over masked copies of the ticket.",
+            buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
+            registry=r,
+        )
         self.cache_lookups = Counter(
             "triage_cache_lookups",
             "Cache lookups per ticket: hit, miss, rejected (a stored value not signed by us or not scores), "

@@ -19,14 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ticket_triage.data.canonical import tickets_frame
+from ticket_triage.data.canonical import field_span, tickets_frame
 from ticket_triage.features.base import FeatureSet, normalize_whitespace
 from ticket_triage.models.bundle import EVALUATION_DIR, Bundle, load_reference_pca
-from ticket_triage.models.predictor import CATEGORY, PRIORITY, predict_probas, set_labels
+from ticket_triage.models.predictor import CATEGORY, PRIORITY, explain_row, predict_probas, set_labels
 from ticket_triage.monitoring.drift import SignalExtractor
 from ticket_triage.routing import RoutingPolicy, sole_label
 from ticket_triage.serving.entity_worker import EntityWorker
-from ticket_triage.serving.schemas import LabelProbability, Prediction, Ticket
+from ticket_triage.serving.schemas import EvidenceWord, Explanation, LabelProbability, Prediction, Ticket
+from ticket_triage.serving.schemas import LabelEvidence as SchemaEvidence
 
 #: The ticket a new bundle must answer before it may serve (hot reload's smoke test).
 SMOKE_TICKET = Ticket(
@@ -155,6 +156,25 @@ class ServingModel:
         features = pipeline.transform(normalized, moved)
         out = {name: target.predict_proba(features, helper) for name, target in self.bundle.targets.items()}
         return features, out
+
+    def explain(self, ticket: Ticket, *, top_words: int, max_evals: int) -> Explanation:
+        """The words behind the predicted category and the runner-up (CPU-bound: off the event loop).
+
+        Runs the whole model in this thread over ``max_evals`` masked copies of the ticket, beside the
+        batcher, not through it: an explanation is one caller's opt-in cost and must not hold a pass.
+        """
+        row = tickets_frame([ticket])
+        fields = [("subject", ticket.subject), ("description", ticket.description)]
+        labels = []
+        for evidence in explain_row(self.bundle, row, top_words=top_words, max_evals=max_evals):
+            words = []
+            for w in evidence.words:
+                where = field_span(fields, w.start, w.end)
+                if where is not None:
+                    name, start, end = where
+                    words.append(EvidenceWord(word=w.word, field=name, start=start, end=end, weight=w.weight))
+            labels.append(SchemaEvidence(label=evidence.label, probability=evidence.probability, words=words))
+        return Explanation(labels=labels)
 
     def check_routing(self, routing: RoutingPolicy) -> None:
         """Refuse (ValueError) a routing rule this bundle cannot apply, before any ticket meets it."""

@@ -22,7 +22,7 @@ from ticket_triage.serving.errors import ApiError, unavailable
 from ticket_triage.serving.inference import Scores, ServingModel
 from ticket_triage.serving.registry import ModelRegistry
 from ticket_triage.serving.review_intake import ReviewIntake
-from ticket_triage.serving.schemas import FieldError, Prediction, Ticket
+from ticket_triage.serving.schemas import Explanation, FieldError, Prediction, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,16 @@ class PredictionFlow:
                 ]
             )
         return PredictionRun(model=model, predictions=answers, cached=sum(was_cached))
+
+    async def explain(
+        self, model: ServingModel, ticket: Ticket, *, top_words: int, max_evals: int
+    ) -> Explanation:
+        """``model.explain`` on a worker thread, timed in ``triage_explain_seconds``."""
+        started = time.perf_counter()
+        try:
+            return await asyncio.to_thread(model.explain, ticket, top_words=top_words, max_evals=max_evals)
+        finally:
+            self.metrics.explain_seconds.observe(time.perf_counter() - started)
 
     async def _cached(self, model: ServingModel, keys: list[str]) -> list[Scores | None]:
         """Scores found in the cache; an entry of the wrong shape for this model counts as rejected."""

@@ -276,6 +276,27 @@ class LabelProbability(BaseModel):
     probability: float
 
 
+class EvidenceWord(BaseModel):
+    word: str
+    field: Literal["subject", "description"] = Field(description="Which text field the word is in.")
+    start: int = Field(description="Character offset of the word in that field, as sent.")
+    end: int = Field(description="Offset just past the word: `field[start:end]` is the word.")
+    weight: float = Field(
+        description="SHAP (Owen) value: how much the word raises this label's calibrated probability."
+    )
+
+
+class LabelEvidence(BaseModel):
+    label: str
+    probability: float
+    words: list[EvidenceWord] = Field(description="The words that raised the label most, strongest first.")
+
+
+class Explanation(BaseModel):
+    method: Literal["shap-partition"] = "shap-partition"
+    labels: list[LabelEvidence] = Field(description="The predicted category, then the runner-up.")
+
+
 class Prediction(BaseModel):
     prediction_id: str = Field(
         description="Unique id of this answer; its audit record and any review item carry the same id."
@@ -303,6 +324,9 @@ class Prediction(BaseModel):
         description="The review queue item of an answer routed to `review`. Null while the review store is"
         " unreachable: the item then waits in the local spool and is queued, under this answer's"
         " `prediction_id`, when the store is back.",
+    )
+    explanation: Explanation | None = Field(
+        None, description="With `?explain=true`: the words behind the predicted category and the runner-up."
     )
 
 

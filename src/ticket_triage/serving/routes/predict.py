@@ -63,14 +63,35 @@ def _check_total_chars(tickets: list[Ticket], limit: int) -> None:
         )
 
 
+Explain = Annotated[
+    bool,
+    Query(
+        description="Add `explanation`: the words behind the category and the runner-up (SHAP). It scores"
+        " the ticket again for each of up to TRIAGE_EXPLAIN_MAX_EVALS masked copies, so it costs far more"
+        " than a prediction; off by default."
+    ),
+]
+
+
 @router.post("/predict", response_model=Prediction, responses=_ERRORS, summary="Predict one ticket")
 async def predict(
-    ticket: Ticket, predictions: PredictionsDep, settings: SettingsDep, _: PredictCaller, top_k: TopK = 5
+    ticket: Ticket,
+    predictions: PredictionsDep,
+    settings: SettingsDep,
+    _: PredictCaller,
+    top_k: TopK = 5,
+    explain: Explain = False,
 ) -> Prediction:
-    """Category, priority, calibrated confidence and route of one ticket."""
+    """Category, priority, calibrated confidence, prediction set and route of one ticket."""
     _check_lengths([ticket], settings.max_text_chars, "")
     run = await predictions.predict([ticket], top_k, endpoint="predict")
-    return run.predictions[0]
+    answer = run.predictions[0]
+    if not explain:
+        return answer
+    explanation = await predictions.explain(
+        run.model, ticket, top_words=settings.explain_top_words, max_evals=settings.explain_max_evals
+    )
+    return answer.model_copy(update={"explanation": explanation})
 
 
 @router.post(
