@@ -246,3 +246,43 @@ def test_a_lost_lease_is_reported_not_swallowed(page: Page, ui_server: ServerPro
     expect(page.locator("#ticket")).to_be_hidden()
     expect(page.locator("#stat-mine")).to_have_text(str(mine_before))
     assert queue.item(item_id)["status"] == "pending"
+
+
+def test_a_claimed_ticket_shows_the_evidence_for_its_two_best_guesses_highlighted(
+    page: Page, ui_server: ServerProcess, queue: Queue
+) -> None:
+    hostile = {
+        "ticket_id": "UI-EVIDENCE",
+        "subject": "Invoice <b>charged twice</b>",
+        "description": "<img src=x onerror=\"document.title='owned'\"> My card payment for the invoice was "
+        "charged twice and I need a refund for the second payment.",
+        "channel": "email",
+        "customer_tier": "gold",
+    }
+    while (left := queue.http.post("/reviews/claim", headers=REVIEW)).status_code == 200:
+        stale = left.json()  # what earlier tests left waiting is answered first, so ours comes next
+        done = {"category": stale["predicted_category"]}
+        assert (
+            queue.http.post(f"/reviews/{stale['id']}/resolve", json=done, headers=REVIEW).status_code == 200
+        )
+    answer = queue.http.post("/predict", json=hostile, headers=PREDICT).json()
+    assert answer["route"] == "review", answer
+    sign_in(page, ui_server.base_url)
+    expect(page.locator("#workspace")).to_be_visible()
+    assert claim(page) == answer["review_id"]
+    rows = page.locator("#evidence-list > li")
+    expect(rows).to_have_count(2, timeout=60_000)  # the page asks once per claimed item; SHAP takes seconds
+    expected = queue.http.get(f"/reviews/{answer['review_id']}/explanation", headers=REVIEW).json()
+    labels = [e["label"] for e in expected["labels"]]
+    assert len(set(labels)) == 2 and set(labels) <= set(queue.labels("category"))
+    for row, evidence in zip(rows.all(), expected["labels"], strict=True):
+        assert row.inner_text().startswith(evidence["label"])
+    marks = page.locator("#ticket-subject mark.ev, #f-description mark.ev")
+    named = {(w["field"], w["start"], w["word"]) for e in expected["labels"] for w in e["words"]}
+    expect(marks).to_have_count(len(named))
+    assert len(named) > 0
+    assert set(marks.all_inner_texts()) == {word for _, _, word in named}
+    # What the ticket holds is shown as text, highlighted or not: no element, no script ran.
+    expect(page.locator("#f-description img, #ticket-subject b")).to_have_count(0)
+    assert page.locator("#f-description").inner_text().startswith("<img src=x")
+    assert page.title() != "owned"

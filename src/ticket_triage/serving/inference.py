@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ticket_triage.data.canonical import field_span, tickets_frame
+from ticket_triage.data.canonical import TicketFields, field_span, tickets_frame
 from ticket_triage.features.base import FeatureSet, normalize_whitespace
 from ticket_triage.models.bundle import EVALUATION_DIR, Bundle, load_reference_pca
 from ticket_triage.models.predictor import CATEGORY, PRIORITY, explain_row, predict_probas, set_labels
@@ -157,7 +157,7 @@ class ServingModel:
         out = {name: target.predict_proba(features, helper) for name, target in self.bundle.targets.items()}
         return features, out
 
-    def explain(self, ticket: Ticket, *, top_words: int, max_evals: int) -> Explanation:
+    def explain(self, ticket: TicketFields, *, top_words: int, max_evals: int) -> Explanation:
         """The words behind the predicted category and the runner-up (CPU-bound: off the event loop).
 
         Runs the whole model in this thread over ``max_evals`` masked copies of the ticket, beside the

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ticket_triage.audit import AuditRecord, DurableWriter, SpoolFullError
-from ticket_triage.data.canonical import model_inputs
+from ticket_triage.data.canonical import TicketFields, model_inputs
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.routing import RoutingPolicy
 from ticket_triage.serving.batcher import Lane, MicroBatcher, TicketScoringError
@@ -47,6 +47,9 @@ class PredictionFlow:
     routing: RoutingPolicy
     audit_enabled: bool = True
     _writes: set[asyncio.Task[None]] = field(default_factory=set)
+    #: One explanation at a time: each is hundreds of rows of model work, and a thread running one cannot
+    #: be cancelled, so callers queue here instead of piling threads onto the cores predictions need.
+    _explaining: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
     async def predict(self, tickets: Sequence[Ticket], top_k: int, *, endpoint: str) -> PredictionRun:
         """Answers in input order; cache hits skip the model, repeated tickets are computed once.
@@ -104,14 +107,17 @@ class PredictionFlow:
         return PredictionRun(model=model, predictions=answers, cached=sum(was_cached))
 
     async def explain(
-        self, model: ServingModel, ticket: Ticket, *, top_words: int, max_evals: int
+        self, model: ServingModel, ticket: TicketFields, *, top_words: int, max_evals: int
     ) -> Explanation:
-        """``model.explain`` on a worker thread, timed in ``triage_explain_seconds``."""
-        started = time.perf_counter()
-        try:
-            return await asyncio.to_thread(model.explain, ticket, top_words=top_words, max_evals=max_evals)
-        finally:
-            self.metrics.explain_seconds.observe(time.perf_counter() - started)
+        """``model.explain`` on a worker thread, one at a time, timed in ``triage_explain_seconds``."""
+        async with self._explaining:
+            started = time.perf_counter()
+            try:
+                return await asyncio.to_thread(
+                    model.explain, ticket, top_words=top_words, max_evals=max_evals
+                )
+            finally:
+                self.metrics.explain_seconds.observe(time.perf_counter() - started)
 
     async def _cached(self, model: ServingModel, keys: list[str]) -> list[Scores | None]:
         """Scores found in the cache; an entry of the wrong shape for this model counts as rejected."""

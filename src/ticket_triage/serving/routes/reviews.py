@@ -23,11 +23,19 @@ from ticket_triage.review import (
 )
 from ticket_triage.serving.errors import ApiError, documented
 from ticket_triage.serving.registry import ModelRegistry
-from ticket_triage.serving.routes.deps import MetricsDep, RegistryDep, ReviewCaller, ReviewStoreDep
+from ticket_triage.serving.routes.deps import (
+    MetricsDep,
+    PredictionsDep,
+    RegistryDep,
+    ReviewCaller,
+    ReviewStoreDep,
+    SettingsDep,
+)
 from ticket_triage.serving.schemas import (
     INT64_MAX,
     TIME_RANGE,
     BoundedTime,
+    Explanation,
     FieldError,
     LabelProbability,
     ResolveRequest,
@@ -208,6 +216,30 @@ async def claim(reviews: ReviewStoreDep, caller: ReviewCaller) -> Any:
     if item is None:
         return Response(status_code=204)
     return _out(item)
+
+
+@router.get(
+    "/{item_id}/explanation",
+    response_model=Explanation,
+    responses=_errors(404, 422),
+    summary="Why the model hesitated over an item",
+)
+async def explanation(
+    item_id: ItemId,
+    reviews: ReviewStoreDep,
+    predictions: PredictionsDep,
+    settings: SettingsDep,
+    _: ReviewCaller,
+) -> Explanation:
+    """The words behind the two most likely categories of the item's ticket, by the model serving now
+    (SHAP; it costs many model passes, so the page asks for it once per claimed item)."""
+    item = await _call(reviews.get, item_id)
+    if item is None:
+        raise ApiError(404, f"no review item with id {item_id}", code="review_not_found")
+    model = predictions.registry.current
+    return await predictions.explain(
+        model, item, top_words=settings.explain_top_words, max_evals=settings.explain_max_evals
+    )
 
 
 def _check_labels(registry: ModelRegistry, request: ResolveRequest) -> None:

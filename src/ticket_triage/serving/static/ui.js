@@ -290,6 +290,7 @@
     $("f-priority").textContent = text(item.predicted_priority);
     $("f-model").textContent = text(item.model_version);
     $("f-description").textContent = item.description || "(no description)";
+    loadEvidence(item);
     $("category-search").value = "";
     $("note").value = "";
     renderPriority(item);
@@ -300,6 +301,78 @@
     const heading = $("ticket-subject");
     heading.tabIndex = -1;
     heading.focus();
+  }
+
+  // --- evidence: the words behind the two most likely categories, highlighted in the ticket ----------
+
+  // Each word goes to the label it raises most; a span is text[start:end] of the field as stored.
+  function spansByField(labels) {
+    const best = new Map();
+    labels.forEach((evidence, rank) => {
+      for (const w of evidence.words) {
+        const key = `${w.field}:${w.start}:${w.end}`;
+        const seen = best.get(key);
+        if (!seen || w.weight > seen.weight) best.set(key, { ...w, rank, label: evidence.label });
+      }
+    });
+    const out = { subject: [], description: [] };
+    for (const w of best.values()) if (out[w.field]) out[w.field].push(w);
+    for (const field of Object.keys(out)) out[field].sort((a, b) => a.start - b.start);
+    return out;
+  }
+
+  // Rebuilds an element's text with <mark>s, using text nodes only: nothing the ticket holds is parsed.
+  function highlight(element, text, spans) {
+    element.replaceChildren();
+    let at = 0;
+    for (const s of spans) {
+      if (s.start < at || s.end > text.length || text.slice(s.start, s.end) !== s.word) continue;
+      element.append(document.createTextNode(text.slice(at, s.start)));
+      const mark = document.createElement("mark");
+      mark.className = `ev ev-${s.rank}`;
+      mark.title = `raises ${s.label} by ${(s.weight * 100).toFixed(1)} points`;
+      mark.textContent = s.word;
+      element.append(mark);
+      at = s.end;
+    }
+    element.append(document.createTextNode(text.slice(at)));
+  }
+
+  function renderEvidence(item, explanation) {
+    const spans = spansByField(explanation.labels);
+    if (item.subject) highlight($("ticket-subject"), item.subject, spans.subject);
+    if (item.description) highlight($("f-description"), item.description, spans.description);
+    const list = $("evidence-list");
+    list.replaceChildren();
+    explanation.labels.forEach((evidence, rank) => {
+      const row = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = `swatch ev-${rank}`;
+      swatch.setAttribute("aria-hidden", "true");
+      const name = document.createElement("strong");
+      name.textContent = `${evidence.label} (${percent(evidence.probability)})`;
+      const words = evidence.words.map((w) => w.word);
+      row.append(swatch, name, document.createTextNode(words.length ? `: ${words.join(", ")}` : ": no single word stands out"));
+      list.append(row);
+    });
+    $("evidence-status").textContent = "Highlighted: the words that pushed the model towards each of its two best guesses.";
+  }
+
+  // Asked for only once an item has stayed on screen a moment: each explanation costs the service
+  // hundreds of model rows, and a reviewer skipping through the queue needs none of them.
+  const EVIDENCE_DELAY_MS = 700;
+
+  async function loadEvidence(item) {
+    $("evidence-list").replaceChildren();
+    $("evidence-status").textContent = "Looking for the words behind the two most likely categories…";
+    await new Promise((resolve) => setTimeout(resolve, EVIDENCE_DELAY_MS));
+    if (!state.item || state.item.id !== item.id) return;
+    try {
+      const explanation = await api("GET", `/reviews/${item.id}/explanation`);
+      if (state.item && state.item.id === item.id && explanation) renderEvidence(item, explanation);
+    } catch (err) {
+      if (state.item && state.item.id === item.id) $("evidence-status").textContent = `No explanation: ${explain(err)}`;
+    }
   }
 
   function dropItem(note) {
