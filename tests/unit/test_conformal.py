@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ticket_triage.models.conformal import MondrianConformal, min_rows_for
-from ticket_triage.models.conformal_evaluation import conformal_summary, threshold_coverage_at
+from ticket_triage.models.conformal_evaluation import choose_rule, conformal_summary, threshold_coverage_at
 
 
 def _softmax_rows(rng: np.random.Generator, y: np.ndarray, k: int, signal: np.ndarray) -> np.ndarray:
@@ -91,6 +91,21 @@ def test_the_summary_chooses_the_rule_that_routes_more_at_equal_accuracy() -> No
     assert summary["coverage"] == 1.0 and summary["set_sizes"]["2"] == 1
     assert summary["per_class"]["b"] == {"rows": 2, "coverage": 1.0}
     assert summary["worst_class"] is None  # no class has 20 rows
+
+
+def test_a_gain_within_sampling_noise_keeps_the_threshold_rule() -> None:
+    # On 1,000 tickets the threshold rule reaches accuracy 0.99 at 70.0 % (the 700 most confident are right).
+    confidence = np.linspace(0.999, 0.5, 1000)
+    correct = np.arange(1000) < 700
+    unused = {"coverage": 0.0, "accuracy": None, "n_auto": 0}
+    small = {"singleton": {"coverage": 0.71, "accuracy": 0.99, "n_auto": 710}, "both": unused}
+    rule, comparison, reason = choose_rule(small, confidence, correct)  # type: ignore[arg-type]
+    assert comparison["singleton"]["gain"] == pytest.approx(0.71 - 0.707)  # 707: 700 right of 707 >= 0.99
+    assert comparison["singleton"]["noise_margin"] == pytest.approx(2 * (0.71 * 0.29 / 1000) ** 0.5)
+    assert rule == "threshold" and "sampling noise" in reason
+    large = {"singleton": {"coverage": 0.8, "accuracy": 0.99, "n_auto": 800}, "both": unused}
+    rule, comparison, reason = choose_rule(large, confidence, correct)  # type: ignore[arg-type]
+    assert rule == "singleton" and comparison["singleton"]["gain"] > comparison["singleton"]["noise_margin"]
 
 
 def test_without_a_gain_the_threshold_rule_stays() -> None:

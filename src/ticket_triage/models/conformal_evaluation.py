@@ -2,11 +2,15 @@
 
 The rules are compared at equal auto-routed accuracy: a set rule routes at whatever accuracy its sets give,
 so it is set against the threshold rule at the lowest threshold that is at least as accurate. A set rule
-becomes the default only when it routes more tickets than that; otherwise the threshold rule stays.
+becomes the default only when it routes more tickets than that by more than sampling noise (two standard
+errors of a share measured on the evaluation rows); otherwise the threshold rule stays. Without the
+margin, a 1,000-row BANKING77 split chose `both` for a gain of 7 tickets, and the unseen split then showed
+the threshold rule routing 8 points more at the same accuracy.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -101,20 +105,27 @@ def choose_rule(
     """The set rule that routes most above the threshold rule at its own accuracy, else ``threshold``."""
     comparison: dict[str, Any] = {}
     gains: dict[Rule, float] = {}
+    n = len(confidence)
     for rule in ("singleton", "both"):
         mine = policies[rule]
         if mine["accuracy"] is None:
             continue
         matched = threshold_coverage_at(confidence, correct, mine["accuracy"])
         gains[rule] = mine["coverage"] - matched["coverage"]
-        comparison[rule] = {"rule": mine, "threshold_rule_at_same_accuracy": matched, "gain": gains[rule]}
-    winner = max(gains, key=lambda r: gains[r]) if gains else None
-    if winner is None or gains[winner] <= 0:
-        return (
-            "threshold",
-            comparison,
-            ("no set rule routes more tickets than the threshold rule does at the same auto-routed accuracy"),
+        comparison[rule] = {
+            "rule": mine,
+            "threshold_rule_at_same_accuracy": matched,
+            "gain": gains[rule],
+            "noise_margin": 2.0 * math.sqrt(mine["coverage"] * (1.0 - mine["coverage"]) / n),
+        }
+    clear = {rule: gain for rule, gain in gains.items() if gain > comparison[rule]["noise_margin"]}
+    winner = max(clear, key=lambda r: clear[r]) if clear else None
+    if winner is None:
+        reason = (
+            "no set rule routes more tickets than the threshold rule does at the same auto-routed accuracy "
+            "by more than sampling noise (two standard errors)"
         )
+        return "threshold", comparison, reason
     mine, matched = comparison[winner]["rule"], comparison[winner]["threshold_rule_at_same_accuracy"]
     return (
         winner,
