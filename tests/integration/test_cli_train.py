@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -113,3 +114,26 @@ def test_train_cli_rejects_empty_and_missing_files(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 2 and "nope.csv" in result.output
+
+
+def test_weak_priority_trains_a_priority_target_from_labelling_functions(
+    datasets: Path, tmp_path: Path, fast_training_env: None
+) -> None:
+    frame = pd.read_csv(datasets / "synthetic_tickets_v5_train.csv", dtype=str, keep_default_na=False)
+    data = tmp_path / "tickets.csv"
+    frame.head(400).to_csv(data, index=False)
+    features = tmp_path / "features.toml"
+    features.write_text(LIGHT_FEATURES)
+    models = tmp_path / "models"
+    args = ["train", "--data", str(data), "--text", "subject,body", "--label", "queue", "--out", str(models)]
+    result = runner.invoke(
+        app, [*args, "--features", str(features), "--weak-priority", "--priority", "priority"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "weak priority: " in result.output and "Cohen's kappa" in result.output
+    bundle = load_bundle(models)
+    assert set(bundle.targets["priority"].labels) <= {"low", "medium", "high"}
+    assert bundle.manifest.extra["priority_source"].startswith("weak supervision")
+    report = json.loads((bundle.path / "evaluation" / "weak_priority.json").read_text())
+    assert len(report["functions"]) == 10 and 0 < report["coverage"] <= 1
+    assert report["agreement"]["rows"] > 0 and -1 <= report["agreement"]["kappa"] <= 1
