@@ -137,8 +137,12 @@ def evaluate(
     channel: ChannelOpt = None,
     tier: TierOpt = None,
     urgency: UrgencyOpt = None,
+    tags: Annotated[
+        str | None, typer.Option("--tags", help="Tag columns, to score a bundle trained with --tags.")
+    ] = None,
 ) -> None:
     """Evaluate a bundle on labelled data: every member, the ensemble and the LinearSVC baseline."""
+    from ticket_triage.cli.train import tag_extra
     from ticket_triage.models.bundle import BundleError, load_bundle
     from ticket_triage.models.evaluation import evaluate_bundle
 
@@ -147,7 +151,14 @@ def evaluate(
     except BundleError as exc:
         fail(str(exc))
     columns = column_map(
-        text, label=label, priority=priority, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency
+        text,
+        label=label,
+        priority=priority,
+        timestamp=timestamp,
+        channel=channel,
+        tier=tier,
+        urgency=urgency,
+        extra=tag_extra(tags),
     )
     loaded = load_data([data], columns, require_label=True)
     for line in evaluate_bundle(bundle, loaded.frame, out):

@@ -47,6 +47,13 @@ def train(
     bert_epochs: Annotated[
         int | None, typer.Option("--bert-epochs", help="Fine-tuning epochs of the sentence encoder.")
     ] = None,
+    tags: Annotated[
+        str | None,
+        typer.Option(
+            "--tags",
+            help="Tag columns (comma-separated, e.g. tag_1,tag_2): train a multi-label tags target too.",
+        ),
+    ] = None,
     weak_priority: Annotated[
         bool,
         typer.Option(
@@ -75,7 +82,14 @@ def train(
     except ValueError as exc:
         fail(str(exc))
     columns = column_map(
-        text, label=label, priority=priority, timestamp=timestamp, channel=channel, tier=tier, urgency=urgency
+        text,
+        label=label,
+        priority=priority,
+        timestamp=timestamp,
+        channel=channel,
+        tier=tier,
+        urgency=urgency,
+        extra=tag_extra(tags),
     )
     loaded = load_data(data, columns, require_label=True)
     frame, weak = loaded.frame, None
@@ -140,3 +154,16 @@ def write_weak_report(weak: WeakPriority, bundle: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     body = {"coverage": weak.coverage, "functions": weak.functions, "agreement": weak.agreement}
     (folder / "weak_priority.json").write_text(json.dumps(body, indent=2), encoding="utf-8")
+
+
+def tag_extra(tags: str | None) -> dict[str, str]:
+    """The loader's extra columns for ``--tags`` (models/tags.py names them)."""
+    from ticket_triage.data.loader import parse_columns
+    from ticket_triage.models.tags import tag_columns
+
+    if not tags:
+        return {}
+    try:
+        return tag_columns(parse_columns(tags))
+    except ValueError as exc:
+        fail(f"--tags: {exc}")

@@ -17,6 +17,7 @@ from ticket_triage.features.pipeline import FeaturePipeline
 from ticket_triage.models.conformal import DEFAULT_ALPHA
 from ticket_triage.models.errors import BundleError
 from ticket_triage.models.manifest import FORMAT_VERSION, Manifest
+from ticket_triage.models.tags import TagModel
 from ticket_triage.models.target import Target, TargetModel
 from ticket_triage.routing import SET_RULES, BundleRouting, RoutingPolicy, check_rule
 
@@ -25,6 +26,7 @@ MANIFEST = "manifest.json"
 PIPELINE_FILE = "pipeline.joblib"
 REFERENCE_FILE = "reference.json"
 REFERENCE_PCA_FILE = "reference_pca.joblib"
+TAGS_FILE = "tags.joblib"
 EVALUATION_DIR = "evaluation"
 
 #: Distributions whose pickled objects are only trusted by the exact version that wrote them.
@@ -77,6 +79,8 @@ class Bundle:
     pipeline: FeaturePipeline
     targets: dict[Target, TargetModel]
     reference: dict[str, Any] = field(default_factory=dict)
+    #: The multi-label tag model, when the bundle was trained with ``--tags``.
+    tags: TagModel | None = None
 
     @property
     def version(self) -> str:
@@ -118,6 +122,7 @@ def save_bundle(
     reference: dict[str, Any],
     reference_pca: Any,
     info: dict[str, Any],
+    tags: TagModel | None = None,
 ) -> Path:
     """Write a bundle under ``out_dir``; the manifest goes last so a half-written folder never loads.
 
@@ -135,6 +140,10 @@ def save_bundle(
     if reference_pca is not None:
         joblib.dump(reference_pca, path / REFERENCE_PCA_FILE)
         files.append(REFERENCE_PCA_FILE)
+    if tags is not None:
+        joblib.dump(tags, path / TAGS_FILE, compress=3)
+        files.append(TAGS_FILE)
+        info = {**info, "tags": list(tags.tags)}
     manifest = Manifest.from_json(
         {
             "format_version": FORMAT_VERSION,
@@ -226,10 +235,12 @@ def load_bundle(path: Path) -> Bundle:
     check_bundle(path, manifest)
     targets = {name: joblib.load(path / _target_file(name)) for name in manifest.targets}
     reference = json.loads((path / REFERENCE_FILE).read_text(encoding="utf-8"))
+    tags = joblib.load(path / TAGS_FILE) if TAGS_FILE in manifest.files else None
     return Bundle(
         path=path,
         manifest=manifest,
         pipeline=joblib.load(path / PIPELINE_FILE),
         targets=targets,
         reference=reference,
+        tags=tags,
     )

@@ -24,6 +24,7 @@ from ticket_triage.models.report import (
     TargetResults,
     summary_lines,
 )
+from ticket_triage.models.tags import has_tags, tag_sets, tags_summary
 from ticket_triage.models.target import Target, TargetModel
 from ticket_triage.models.training import TrainResult, encode_labels
 
@@ -96,7 +97,11 @@ def write_training_report(result: TrainResult, threshold: float, alpha: float = 
         dataset[f"{name}_evaluated_on"] = tr.evaluated_on
         if tr.dropped_classes:
             dataset[f"{name}_classes_dropped_too_few_rows"] = tr.dropped_classes
-    report = EvaluationReport(dataset=dataset, targets=targets, threshold=threshold)
+    tags = None
+    if result.tags is not None:
+        t = result.tags
+        tags = {"evaluated_on": t.evaluated_on, **tags_summary(t.model, t.eval_features, t.eval_sets)}
+    report = EvaluationReport(dataset=dataset, targets=targets, threshold=threshold, tags=tags)
     report.write(result.path / EVALUATION_DIR)
     lines = [
         f"evaluated on the held-out {result.targets[Target.CATEGORY].evaluated_on} split "
@@ -125,6 +130,9 @@ def evaluate_bundle(bundle: Bundle, frame: pd.DataFrame, out_dir: Path) -> list[
             dataset[f"{name}_rows_with_unlearned_labels"] = len(unseen)
         rows = np.flatnonzero(known)
         targets.append(score_target(target, features.subset(rows), codes[known], alpha=bundle.routing.alpha))
-    report = EvaluationReport(dataset=dataset, targets=targets, threshold=bundle.threshold)
+    tags = None
+    if bundle.tags is not None and has_tags(frame):
+        tags = tags_summary(bundle.tags, features, tag_sets(frame))
+    report = EvaluationReport(dataset=dataset, targets=targets, threshold=bundle.threshold, tags=tags)
     report.write(out_dir)
     return summary_lines(report.to_dict())

@@ -57,7 +57,7 @@ def format_set(labels: Sequence[str], in_set: np.ndarray, probs: np.ndarray) -> 
 def predict_frame(bundle: Bundle, frame: pd.DataFrame, routing: RoutingPolicy | None = None) -> pd.DataFrame:
     """One output row per input row, in input order, in the CLI's documented column layout."""
     routing = routing or RoutingPolicy()
-    _, probas = predict_probas(bundle, frame)
+    features, probas = predict_probas(bundle, frame)
     category = bundle.targets[CATEGORY]
     probs = probas[CATEGORY]
     best = probs.argmax(axis=1)
@@ -80,6 +80,9 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, routing: RoutingPolicy | 
         pbest = pprobs.argmax(axis=1)
         out["priority"] = np.asarray(bundle.targets[PRIORITY].labels, dtype=object)[pbest]
         out["priority_confidence"] = pprobs[np.arange(len(pbest)), pbest].round(6)
+    if bundle.tags is not None:
+        tag_probs = bundle.tags.predict_proba(features)
+        out["tags"] = [SET_SEPARATOR.join(tag for tag, _ in bundle.tags.chosen(p)) for p in tag_probs]
     for j, label in enumerate(category.labels):
         out[f"prob_{label}"] = probs[:, j].round(6)
     return out

@@ -125,6 +125,8 @@ class EvaluationReport:
     targets: list[TargetResults]
     threshold: float
     n_bins: int = 15
+    #: The tags section (models/tags.py::tags_summary), when the bundle has tags.
+    tags: dict[str, Any] | None = None
     _cache: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +147,7 @@ class EvaluationReport:
                     "threshold": self.threshold,
                     "n_bins": self.n_bins,
                     "targets": {t.name: self._target_dict(t) for t in self.targets},
+                    "tags": self.tags,
                 }
             )
         return self._cache
@@ -484,6 +487,29 @@ def _conformal_markdown(c: dict[str, Any]) -> list[str]:
     return out
 
 
+_TAG_FIGURES = (
+    ("micro-F1", "micro_f1"),
+    ("macro-F1", "macro_f1"),
+    ("Hamming loss", "hamming_loss"),
+    ("exact match", "exact_match"),
+)
+
+
+def _tags_markdown(t: dict[str, Any]) -> list[str]:
+    out = ["## Tags (multi-label)", "", f"{t['tags']} tags learned, scored on {t['rows']} rows.", ""]
+    systems = [("tag model (per-tag thresholds)", t["model"])]
+    if t.get("baseline"):
+        systems.append(("baseline (TF-IDF + one-vs-rest LinearSVC)", t["baseline"]))
+    out += _table(
+        ["system", *(name for name, _ in _TAG_FIGURES)],
+        [[name, *(_num(m[key]) for _, key in _TAG_FIGURES)] for name, m in systems],
+    )
+    if t["tags_not_learned"]:
+        rare = ", ".join(f"{_cell(k)} ({v})" for k, v in t["tags_not_learned"].items())
+        out += [f"Not learned (fewer than 5 training tickets): {rare}.", ""]
+    return out
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The human summary of a report dict (as produced by :meth:`EvaluationReport.to_dict`)."""
     out = ["# Evaluation report", ""]
@@ -495,6 +521,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     for name, t in report["targets"].items():
         out += _target_markdown(name, t, report["threshold"])
+    if report.get("tags"):
+        out += _tags_markdown(report["tags"])
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -532,6 +560,19 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                 f"  highest priority {hp['label']!r}: recall {_num(hp['recall'])}, caught automatically "
                 f"at >= {threshold:.2f}: {_num(hp['recall_at_threshold'])}"
             )
+    tags = report.get("tags")
+    if tags:
+        m = tags["model"]
+        base = tags.get("baseline")
+        shown = (
+            ""
+            if not base
+            else f" (baseline micro-F1 {_num(base['micro_f1'])}, macro-F1 {_num(base['macro_f1'])})"
+        )
+        lines.append(
+            f"tags: micro-F1 {_num(m['micro_f1'])}, macro-F1 {_num(m['macro_f1'])}, Hamming loss "
+            f"{_num(m['hamming_loss'])}, exact match {_num(m['exact_match'])}{shown}"
+        )
     return lines
 
 

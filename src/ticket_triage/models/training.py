@@ -31,6 +31,15 @@ from ticket_triage.models.conformal_evaluation import conformal_summary
 from ticket_triage.models.ensemble import WeightedEnsemble, optimize_weights
 from ticket_triage.models.members import build_members
 from ticket_triage.models.out_of_fold import out_of_fold_probas
+from ticket_triage.models.tags import (
+    MIN_TAG_ROWS,
+    TagBaseline,
+    TagModel,
+    has_tags,
+    indicator,
+    learnable_tags,
+    tag_sets,
+)
 from ticket_triage.models.target import Target, TargetModel
 from ticket_triage.monitoring.reference import build_reference
 from ticket_triage.runtime import resolve_precision, usable_cpus
@@ -60,6 +69,16 @@ class TargetResult:
 
 
 @dataclass
+class TagsResult:
+    """The tag model and what the report scores it on (test rows, else validation)."""
+
+    model: TagModel
+    evaluated_on: str
+    eval_sets: list[set[str]]
+    eval_features: FeatureSet
+
+
+@dataclass
 class TrainResult:
     path: Path
     pipeline: FeaturePipeline
@@ -67,6 +86,30 @@ class TrainResult:
     feature_seconds: dict[str, float]
     splits: Splits
     total_seconds: float
+    tags: TagsResult | None = None
+
+
+def train_tags(
+    frame: pd.DataFrame, splits: Splits, features: dict[str, FeatureSet], settings: Settings
+) -> TagsResult:
+    """The tags target (models/tags.py) on the shared features; thresholds tuned on validation."""
+    sets = tag_sets(frame)
+    tags, rare = learnable_tags([sets[i] for i in splits.train])
+    if not tags:
+        raise ValueError(f"--tags: no tag has {MIN_TAG_ROWS} training tickets; nothing to learn")
+    y = {split: indicator([sets[i] for i in getattr(splits, split)], tags) for split in features}
+    threads = settings.threads or usable_cpus()
+    model = TagModel(tags=tags, seed=settings.seed, threads=threads, rare=rare)
+    validation = (features["validation"], y["validation"]) if "validation" in features else None
+    model.fit(features["train"], y["train"], validation)
+    model.baseline = TagBaseline(seed=settings.seed).fit(features["train"].texts, y["train"])
+    evaluated_on = "test" if "test" in features else "validation"
+    return TagsResult(
+        model=model,
+        evaluated_on=evaluated_on,
+        eval_sets=[sets[i] for i in getattr(splits, evaluated_on)],
+        eval_features=features[evaluated_on],
+    )
 
 
 def encode_labels(values: pd.Series, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -245,6 +288,7 @@ def train_bundle(
 
     models = {name: result.model for name, result in targets.items()}
     routing = default_routing(targets[Target.CATEGORY], settings)
+    tags = train_tags(frame, splits, features, settings) if has_tags(frame) else None
     predicted = {name: result.validation_predictions for name, result in targets.items()}
     reference, pca = build_reference(
         features["train"],
@@ -268,7 +312,13 @@ def train_bundle(
         **data_info,
     }
     path = save_bundle(
-        out_dir, pipeline=pipeline, targets=models, reference=reference, reference_pca=pca, info=info
+        out_dir,
+        pipeline=pipeline,
+        targets=models,
+        reference=reference,
+        reference_pca=pca,
+        info=info,
+        tags=None if tags is None else tags.model,
     )
     if mark_live_if_first and not (out_dir / LIVE_POINTER).exists():
         mark_live(path)
@@ -279,4 +329,5 @@ def train_bundle(
         feature_seconds=feature_seconds,
         splits=splits,
         total_seconds=round(time.perf_counter() - started, 1),
+        tags=tags,
     )
