@@ -72,9 +72,11 @@ def trained(synthetic_tickets: Path, fast_training_env: None, tmp_path_factory: 
     from ticket_triage.data.schema import ColumnMap
     from ticket_triage.features.config import FeatureConfig
     from ticket_triage.models.evaluation import write_training_report
+    from ticket_triage.models.tags import tag_columns
     from ticket_triage.models.training import train_bundle
 
-    columns = ColumnMap(text=("subject", "body"), label="queue", priority="priority", id="id")
+    tags = tag_columns([f"tag_{i}" for i in range(1, 9)])
+    columns = ColumnMap(text=("subject", "body"), label="queue", priority="priority", id="id", extra=tags)
     frame = load_tickets([synthetic_tickets], columns, require_label=True).frame
     settings = Settings()
     result = train_bundle(

@@ -99,6 +99,14 @@ def test_predict_answers_with_the_documented_fields(client: TestClient, trained:
     assert body["route"] == ("auto" if sure[rule] else "review")
     assert body["priority"] in trained.targets["priority"].model.labels
     assert 0.0 < body["priority_confidence"] <= 1.0
+    tag_model = load_bundle(trained.path).tags
+    thresholds = dict(zip(tag_model.tags, tag_model.thresholds, strict=True))
+    assert body["tags"], "the VPN ticket should carry some tag"
+    for tag in body["tags"]:
+        assert tag["probability"] >= thresholds[tag["label"]] - 1e-6
+    assert [t["probability"] for t in body["tags"]] == sorted(
+        (t["probability"] for t in body["tags"]), reverse=True
+    )
 
 
 def test_top_k_zero_lists_every_label_summing_to_one(client: TestClient, trained: Any) -> None:
@@ -159,6 +167,7 @@ def test_api_agrees_with_the_cli(
     assert [p["route"] for p in api] == list(cli["route"])
     if runtime == "torch":  # ONNX's float32 may move a label across its set's boundary
         assert ["|".join(p["prediction_set"]) for p in api] == list(cli["prediction_set"])
+        assert ["|".join(t["label"] for t in p["tags"]) for p in api] == list(cli["tags"])
     tolerance = 1e-5 if runtime == "torch" else 0.02
     np.testing.assert_allclose([p["confidence"] for p in api], cli["confidence"], atol=tolerance)
 

@@ -86,6 +86,8 @@ FORGED: list[tuple[str, Callable[[str], bytes]]] = [
     ("NaN, signed", signed('{"category": [NaN, 0.5, 0.5]}')),
     ("Infinity in signals, signed", signed('{"category": [1.0], "signals": {"a": 1e999}}')),
     ("an answer with a label, signed", signed(_json({"category": [1.0, 0, 0], "label": "billing"}))),
+    ("a tag probability of 3.0, signed", signed(_json({"category": [1.0, 0, 0], "tags": [3.0, 0.1]}))),
+    ("tags that are not a list, signed", signed(_json({"category": [1.0, 0, 0], "tags": {"bug": 0.9}}))),
     ("string probabilities, signed", signed(_json({"category": ["1", "0", "0"]}))),
     ("booleans, signed", signed(_json({"category": [True, False, False]}))),
     ("not an object, signed", signed("[1, 0, 0]")),

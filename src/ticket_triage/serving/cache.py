@@ -88,8 +88,8 @@ def _refuse_constant(name: str) -> float:
 
 #: Scores of a cached prediction (``inference.Scores.to_json``): one probability per label, in the
 #: model's label order, for the category and (when the model has one) the priority, plus the ticket's
-#: monitored feature values.
-SCORE_KEYS = frozenset({"category", "priority", "signals"})
+#: monitored feature values, and each tag's own probability (they need not sum to 1) when it has tags.
+SCORE_KEYS = frozenset({"category", "priority", "signals", "tags"})
 MAX_LABELS = 1_000
 MAX_SIGNALS = 256
 #: Largest stored value read at all (a real one is well under 2 KB); checked before the signature.
@@ -136,6 +136,13 @@ def score_problem(value: object) -> str | None:
         and all(isinstance(k, str) and _is_number(v) for k, v in signals.items())
     ):
         return f"signals is not a map of at most {MAX_SIGNALS} names to finite numbers"
+    tags = value.get("tags")
+    if tags is not None and not (
+        isinstance(tags, list)
+        and len(tags) <= MAX_LABELS
+        and all(_is_number(p) and 0.0 <= p <= 1.0 for p in tags)
+    ):
+        return f"tags is not a list of at most {MAX_LABELS} probabilities in [0, 1]"
     return None
 
 

@@ -47,13 +47,29 @@ class Scores:
     priority: list[float] | None = None
     #: The ticket's monitored feature values (drift window); cached with the scores.
     signals: dict[str, float] | None = None
+    #: Each tag's probability, in the tag model's order (bundles trained with --tags).
+    tags: list[float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"category": self.category, "priority": self.priority, "signals": self.signals}
+        return {
+            "category": self.category,
+            "priority": self.priority,
+            "signals": self.signals,
+            "tags": self.tags,
+        }
 
     @classmethod
-    def from_json(cls, value: dict[str, Any], n_category: int, n_priority: int | None) -> Scores:
+    def from_json(
+        cls, value: dict[str, Any], n_category: int, n_priority: int | None, n_tags: int | None = None
+    ) -> Scores:
         """Rebuild cached scores, refusing any whose shape does not match the serving model."""
+        tags = value.get("tags")
+        if (tags is None) != (n_tags is None) or (tags is not None and len(tags) != n_tags):
+            raise ValueError("cached tag scores do not match the serving model's tags")
+        if tags is not None:
+            tags = [float(p) for p in tags]
+            if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in tags):
+                raise ValueError("cached tag scores are not probabilities")
         category = [float(p) for p in value["category"]]
         priority = value.get("priority")
         signals = value.get("signals")
@@ -64,13 +80,13 @@ class Scores:
         if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in category):
             raise ValueError("cached category scores are not probabilities")
         if n_priority is None:
-            return cls(category=category, signals=signals)
+            return cls(category=category, signals=signals, tags=tags)
         if priority is None or len(priority) != n_priority:
             raise ValueError("cached priority scores have the wrong length")
         priority = [float(p) for p in priority]
         if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in priority):
             raise ValueError("cached priority scores are not probabilities")
-        return cls(category=category, priority=priority, signals=signals)
+        return cls(category=category, priority=priority, signals=signals, tags=tags)
 
 
 #: Up to this many tickets a pass runs the encoder in ONNX Runtime (float32, about 6 ms for one ticket
@@ -128,11 +144,13 @@ class ServingModel:
         category = probas[CATEGORY].astype(float)
         priority = probas.get(PRIORITY)
         signals = self.signals.extract(features)
+        tags = None if self.bundle.tags is None else self.bundle.tags.predict_proba(features)
         return [
             Scores(
                 category=category[i].tolist(),
                 priority=None if priority is None else priority[i].astype(float).tolist(),
                 signals=signals[i],
+                tags=None if tags is None else tags[i].tolist(),
             )
             for i in range(len(tickets))
         ]
@@ -176,13 +194,21 @@ class ServingModel:
             labels.append(SchemaEvidence(label=evidence.label, probability=evidence.probability, words=words))
         return Explanation(labels=labels)
 
+    def _tags(self, scores: Scores) -> list[LabelProbability] | None:
+        model = self.bundle.tags
+        if model is None or scores.tags is None:
+            return None
+        chosen = model.chosen(np.asarray(scores.tags))
+        return [LabelProbability(label=tag, probability=round(p, 6)) for tag, p in chosen]
+
     def check_routing(self, routing: RoutingPolicy) -> None:
         """Refuse (ValueError) a routing rule this bundle cannot apply, before any ticket meets it."""
         self.bundle.check_routing(routing)
 
     def scores_from_cache(self, value: dict[str, Any]) -> Scores:
         n_priority = None if self.priority_labels is None else len(self.priority_labels)
-        return Scores.from_json(value, len(self.category_labels), n_priority)
+        n_tags = None if self.bundle.tags is None else len(self.bundle.tags.tags)
+        return Scores.from_json(value, len(self.category_labels), n_priority, n_tags)
 
     def answer(
         self,
@@ -220,6 +246,7 @@ class ServingModel:
             priority=priority,
             priority_confidence=priority_confidence,
             prediction_set=in_set,
+            tags=self._tags(scores),
             route=routing.route(confidence, self.routing, sole),
             model_version=self.version,
             cached=cached,

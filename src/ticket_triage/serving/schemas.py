@@ -313,6 +313,11 @@ class Prediction(BaseModel):
         " miscoverage alpha (class-conditional), most likely first. One label means the model is sure at"
         " that level. Null for a model trained before conformal sets.",
     )
+    tags: list[LabelProbability] | None = Field(
+        None,
+        description="Tags above their own thresholds, most likely first; null for a model trained without"
+        " `--tags`.",
+    )
     route: Literal["auto", "review"] = Field(
         description="`auto` when the routing rule in force (threshold, singleton set, or both) says the"
         " model is sure enough; `review` sends the ticket to people."
