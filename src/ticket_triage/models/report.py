@@ -504,9 +504,16 @@ def _tags_markdown(t: dict[str, Any]) -> list[str]:
         ["system", *(name for name, _ in _TAG_FIGURES)],
         [[name, *(_num(m[key]) for _, key in _TAG_FIGURES)] for name, m in systems],
     )
-    if t["tags_not_learned"]:
-        rare = ", ".join(f"{_cell(k)} ({v})" for k, v in t["tags_not_learned"].items())
-        out += [f"Not learned (fewer than 5 training tickets): {rare}.", ""]
+    rare = t["tags_not_learned"]
+    if rare:
+        common = sorted(rare.items(), key=lambda kv: (-kv[1], kv[0]))[:CLASSES_SHOWN_EACH_END]
+        shown = ", ".join(f"{_cell(k)} ({v})" for k, v in common)
+        out += [
+            f"{len(rare)} tags have fewer than 5 training tickets and were not learned; the most frequent: "
+            f"{shown}; every one is in report.json. Their {t['tag_occurrences_outside_the_model']} "
+            "occurrences on these rows are left out of the figures above (neither system can predict them).",
+            "",
+        ]
     return out
 
 
