@@ -95,7 +95,15 @@ def test_predict_cli_writes_contract_columns_in_input_order(
     probs = pred[[f"prob_{label}" for label in labels]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     assert (pred["confidence"] == probs.max(axis=1)).all()
-    assert ((pred["confidence"] >= 0.7) == (pred["route"] == "auto")).all()
+    rule = load_bundle(trained.path).routing.rule
+    sole = pred["prediction_set"] == pred["label"]
+    sure = {
+        "threshold": pred["confidence"] >= 0.7,
+        "singleton": sole,
+        "both": (pred["confidence"] >= 0.7) & sole,
+    }
+    assert (sure[rule] == (pred["route"] == "auto")).all()
+    assert list(pred.columns[6:8]) == ["prediction_set", "tags"]
     assert set(pred["priority"]) <= {"low", "medium", "high"}
 
 
@@ -114,6 +122,8 @@ def test_evaluate_cli_reports_every_system(trained, synthetic_sample: Path, tmp_
             "queue",
             "--priority",
             "priority",
+            "--tags",
+            ",".join(f"tag_{i}" for i in range(1, 9)),
             "--out",
             str(tmp_path / "eval"),
         ],
@@ -123,6 +133,14 @@ def test_evaluate_cli_reports_every_system(trained, synthetic_sample: Path, tmp_
     assert report["targets"]["category"]["n_rows"] == len(pd.read_csv(synthetic_sample))
     assert "baseline (TF-IDF + LinearSVC)" in report["targets"]["priority"]["systems"]
     assert "accuracy" in result.output
+    tags = report["tags"]
+    assert tags["rows"] == len(pd.read_csv(synthetic_sample)) and tags["tags"] == len(trained.tags.model.tags)
+    for system in ("model", "baseline"):
+        assert 0 < tags[system]["micro_f1"] <= 1 and 0 <= tags[system]["hamming_loss"] < 1
+    assert "tags: micro-F1" in result.output
+    conformal = report["targets"]["category"]["conformal"]
+    assert conformal["chosen_rule"] in ("threshold", "singleton", "both") and 0 < conformal["coverage"] <= 1
+    assert "Conformal prediction sets" in (tmp_path / "eval" / "report.md").read_text()
 
 
 def test_models_folder_resolves_to_live_bundle(trained) -> None:

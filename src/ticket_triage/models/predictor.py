@@ -71,15 +71,16 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, routing: RoutingPolicy | 
     sets = category.prediction_sets(probs, routing.alpha(bundle.routing))
     sole = None if sets is None else sole_label(sets, best)
     out["route"] = routing.routes(confidence, bundle.routing, sole)
-    # One cell per row: the set's labels joined by SET_SEPARATOR, most probable first.
-    out["prediction_set"] = (
-        None if sets is None else [format_set(labels, sets[i], probs[i]) for i in range(len(best))]
-    )
     if PRIORITY in probas:
         pprobs = probas[PRIORITY]
         pbest = pprobs.argmax(axis=1)
         out["priority"] = np.asarray(bundle.targets[PRIORITY].labels, dtype=object)[pbest]
         out["priority_confidence"] = pprobs[np.arange(len(pbest)), pbest].round(6)
+    # New columns go after the original six, so readers that count columns keep working. One cell per row:
+    # the set's labels joined by SET_SEPARATOR, most probable first.
+    out["prediction_set"] = (
+        None if sets is None else [format_set(labels, sets[i], probs[i]) for i in range(len(best))]
+    )
     if bundle.tags is not None:
         tag_probs = bundle.tags.predict_proba(features)
         out["tags"] = [SET_SEPARATOR.join(tag for tag, _ in bundle.tags.chosen(p)) for p in tag_probs]
