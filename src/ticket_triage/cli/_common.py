@@ -82,3 +82,15 @@ def load_data(paths: list[Path], columns: ColumnMap, require_label: bool) -> Loa
         typer.echo(f"data: {line}", err=True)
     typer.echo(f"data: {result.report.rows_kept} of {result.report.rows_read} rows used", err=True)
     return result
+
+
+def tag_extra(tags: str | None) -> dict[str, str]:
+    """The loader's extra columns for ``--tags`` (models/tags.py names them)."""
+    from ticket_triage.models.tags import tag_columns
+
+    if not tags:
+        return {}
+    try:
+        return tag_columns(parse_columns(tags))
+    except ValueError as exc:
+        fail(f"--tags: {exc}")

@@ -29,6 +29,7 @@ from ticket_triage.cli._common import (
     column_map,
     fail,
     load_data,
+    tag_extra,
 )
 
 
@@ -142,7 +143,6 @@ def evaluate(
     ] = None,
 ) -> None:
     """Evaluate a bundle on labelled data: every member, the ensemble and the LinearSVC baseline."""
-    from ticket_triage.cli.train import tag_extra
     from ticket_triage.models.bundle import BundleError, load_bundle
     from ticket_triage.models.evaluation import evaluate_bundle
 

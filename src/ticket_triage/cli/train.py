@@ -21,6 +21,7 @@ from ticket_triage.cli._common import (
     column_map,
     fail,
     load_data,
+    tag_extra,
 )
 
 
@@ -154,16 +155,3 @@ def write_weak_report(weak: WeakPriority, bundle: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     body = {"coverage": weak.coverage, "functions": weak.functions, "agreement": weak.agreement}
     (folder / "weak_priority.json").write_text(json.dumps(body, indent=2), encoding="utf-8")
-
-
-def tag_extra(tags: str | None) -> dict[str, str]:
-    """The loader's extra columns for ``--tags`` (models/tags.py names them)."""
-    from ticket_triage.data.loader import parse_columns
-    from ticket_triage.models.tags import tag_columns
-
-    if not tags:
-        return {}
-    try:
-        return tag_columns(parse_columns(tags))
-    except ValueError as exc:
-        fail(f"--tags: {exc}")
