@@ -241,6 +241,13 @@ def test_unknown_ids_labels_and_fields_are_refused(reviews_client: TestClient, t
     assert bad_priority.status_code == 422
     assert [f["field"] for f in bad_priority.json()["error"]["fields"]] == ["priority"]
 
+    bad_tags = reviews_client.post(
+        f"/reviews/{item_id}/resolve", json={"category": category, "tags": ["Astrology"]}, headers=REVIEW
+    )
+    assert bad_tags.status_code == 422
+    [tag_error] = bad_tags.json()["error"]["fields"]
+    assert tag_error["field"] == "tags" and "Astrology" in tag_error["message"]
+
     extra = reviews_client.post(
         f"/reviews/{item_id}/resolve", json={"category": category, "approved": True}, headers=REVIEW
     )
@@ -345,3 +352,26 @@ def test_postgres_queue_and_outage_keeps_predictions_answering(
     down = client.get("/reviews", headers=REVIEW)
     assert down.status_code == 503
     assert down.json()["error"]["code"] == "review_store_unavailable"
+
+
+def test_tags_are_queued_with_the_item_and_a_tag_answer_is_kept_and_exported(
+    reviews_client: TestClient, trained: Any
+) -> None:
+    answer = reviews_client.post("/predict", json=_ticket(71), headers=PREDICT).json()
+    item = reviews_client.post("/reviews/claim", headers=REVIEW).json()
+    assert item["id"] == answer["review_id"]
+    assert item["predicted_tags"] == [t["label"] for t in answer["tags"]]
+    known = list(trained.tags.model.tags)
+    chosen = sorted({known[0], known[-1]})
+    body = {"category": item["predicted_category"], "tags": [chosen[1], chosen[0], chosen[0]]}
+    done = reviews_client.post(f"/reviews/{item['id']}/resolve", json=body, headers=REVIEW)
+    assert done.status_code == 200, done.text
+    assert done.json()["resolved_tags"] == chosen  # sorted, each once
+    again = reviews_client.post(f"/reviews/{item['id']}/resolve", json=body, headers=REVIEW)
+    assert again.status_code == 200  # the same answer repeated is harmless
+    other = {**body, "tags": []}
+    assert reviews_client.post(f"/reviews/{item['id']}/resolve", json=other, headers=REVIEW).status_code == 409
+    export = reviews_client.get("/reviews/export", params={"format": "jsonl"}, headers=REVIEW).text
+    rows = [json.loads(line) for line in export.splitlines() if line.strip()]
+    [row] = [r for r in rows if r["ticket_id"] == str(_ticket(71)["ticket_id"])]
+    assert row["tags"] == "|".join(chosen)

@@ -6,6 +6,7 @@ the tests instead of skipping them. Set TRIAGE_UI_SCREENSHOT=path to (re)write t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -286,3 +287,48 @@ def test_a_claimed_ticket_shows_the_evidence_for_its_two_best_guesses_highlighte
     expect(page.locator("#f-description img, #ticket-subject b")).to_have_count(0)
     assert page.locator("#f-description").inner_text().startswith("<img src=x")
     assert page.title() != "owned"
+
+
+def test_a_tag_correction_made_on_the_page_reaches_the_export(
+    page: Page, ui_server: ServerProcess, queue: Queue
+) -> None:
+    while (left := queue.http.post("/reviews/claim", headers=REVIEW)).status_code == 200:
+        stale = left.json()
+        done = {"category": stale["predicted_category"]}
+        assert (
+            queue.http.post(f"/reviews/{stale['id']}/resolve", json=done, headers=REVIEW).status_code == 200
+        )
+    [item_id] = queue.add(1)
+    item = queue.item(item_id)
+    known = queue.http.get("/model", headers=REVIEW).json()["tags"]
+    predicted = item["predicted_tags"]
+    assert known and predicted is not None and set(predicted) <= set(known)
+    sign_in(page, ui_server.base_url)
+    expect(page.locator("#workspace")).to_be_visible()
+    assert claim(page) == item_id
+    expect(page.locator("#tags-box")).to_be_visible()
+    boxes = page.locator('#tag-list input[name="tag"]')
+    expect(boxes).to_have_count(len(predicted))
+    expected = set(predicted)
+    if predicted:  # untick the model's first tag
+        page.locator(f'#tag-list input[value="{predicted[0]}"]').uncheck()
+        expected.discard(predicted[0])
+    added = next(t for t in known if t not in predicted)
+    page.locator("#tag-add").fill(added)
+    page.locator("#tag-add").press("Enter")  # adds the tag; must not resolve the ticket
+    expect(page.locator(f'#tag-list input[value="{added}"]')).to_be_checked()
+    expect(page.locator("#ticket")).to_be_visible()
+    expected.add(added)
+    page.locator("#tag-add").fill("No Such Tag")
+    page.get_by_role("button", name="Add tag").click()
+    expect(page.locator("#tag-add-error")).to_contain_text("Not a tag this model knows")
+    page.locator("#ticket-subject").focus()
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    expect(page.locator("#empty")).to_contain_text(f"Resolved item {item_id}")
+    assert set(queue.item(item_id)["resolved_tags"]) == expected
+    export = queue.http.get("/reviews/export", params={"format": "jsonl"}, headers=REVIEW)
+    assert export.status_code == 200, export.text
+    rows = [json.loads(line) for line in export.text.splitlines() if line.strip()]
+    [row] = [r for r in rows if r["ticket_id"] == item["ticket_id"]]
+    assert set(row["tags"].split("|")) == expected

@@ -229,3 +229,29 @@ def test_worse_means_lower_accuracy_or_macro_f1_beyond_the_tolerance(
 ) -> None:
     reasons = judge({"accuracy": 0.80, "macro_f1": 0.70}, challenger, tolerance=0.01)
     assert bool(reasons) is worse
+
+
+def test_corrected_tags_replace_the_tag_columns_and_an_appended_ticket_brings_its_own(
+    real: pd.DataFrame, tmp_path: Path
+) -> None:
+    from ticket_triage.models.tags import tag_columns, tag_sets
+
+    tagged = ColumnMap(
+        text=("subject", "body"), label="queue", id="id", extra=tag_columns(["tag_1", "tag_2"])
+    )
+    path = tmp_path / "original.csv"
+    real.iloc[:8].to_csv(path, index=False)
+    original = load_tickets([path], tagged, require_label=True).frame
+    rows = [
+        _correction(
+            real, 2, tags="Billing|Refund|Extra"
+        ),  # three tags, two tag columns: the third is dropped
+        _correction(real, 3, tags=None),  # no tag answer: the original tags stay
+        _correction(real, 9, tags="Network"),  # not in the original data: appended with its tag
+    ]
+    merged, report = _merge(original, rows, tmp_path, mapped={LABEL, TEXT, ID})
+    assert (report.overridden_by_id, report.added) == (2, 1)
+    sets = dict(zip(merged[ID], tag_sets(merged), strict=True))
+    assert sets["T2"] == {"Billing", "Refund"}
+    assert sets["T3"] == tag_sets(original[original[ID] == "T3"])[0]
+    assert sets["T9"] == {"Network"}

@@ -29,6 +29,7 @@ def encode_review(item: NewReviewItem) -> dict[str, Any]:
         if data[name] is not None:
             data[name] = data[name].isoformat()
     data["top_labels"] = [list(pair) for pair in item.top_labels]
+    data["predicted_tags"] = None if item.predicted_tags is None else list(item.predicted_tags)
     return data
 
 
@@ -38,6 +39,8 @@ def decode_review(data: dict[str, Any]) -> NewReviewItem:
         if values.get(name) is not None:
             values[name] = datetime.fromisoformat(values[name])
     values["top_labels"] = tuple((str(label), float(p)) for label, p in values.get("top_labels") or ())
+    if values.get("predicted_tags") is not None:  # spool lines from before tags have no such key
+        values["predicted_tags"] = tuple(str(t) for t in values["predicted_tags"])
     return NewReviewItem(**values)
 
 

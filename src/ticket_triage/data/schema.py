@@ -16,6 +16,9 @@ ID = "id"  # copied through to predictions when present
 
 METADATA_COLUMNS = (CHANNEL, TIER, URGENCY)
 TEXT_JOINER = "\n"
+#: Joins a list of labels in one CSV cell: prediction sets and tags in `triage predict`, tags in the review
+#: export and in corrections read back. "|" is rare in queue and tag names.
+LIST_SEPARATOR = "|"
 
 
 @dataclass(frozen=True)

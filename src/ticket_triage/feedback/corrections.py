@@ -10,6 +10,8 @@ give it (oldest answer first). The merge rules, applied in this order:
    priority when the correction has one and the champion learned priority. Without an id match, rows with
    the same normalised text (case-folded, whitespace collapsed) are replaced the same way. The original
    text and metadata stay: the reviewer answered the label, not the ticket.
+   Its tags, when the export has them and the champion learned tags, replace the row's tag columns (the
+   first tag in the first column, and so on; tags beyond the number of columns are dropped).
 4. Any other correction is appended as a new row. Fields the champion was not trained on (say, a channel
    the original data never had) are left empty, so the challenger sees the inputs the champion saw.
 """
@@ -32,8 +34,20 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ticket_triage.data.errors import DataError
 from ticket_triage.data.loader import SOURCE, SOURCE_ROW, LoadResult, load_tickets
-from ticket_triage.data.schema import CHANNEL, CREATED_AT, ID, LABEL, PRIORITY, TEXT, TIER, URGENCY, ColumnMap
+from ticket_triage.data.schema import (
+    CHANNEL,
+    CREATED_AT,
+    ID,
+    LABEL,
+    LIST_SEPARATOR,
+    PRIORITY,
+    TEXT,
+    TIER,
+    URGENCY,
+    ColumnMap,
+)
 from ticket_triage.feedback import FeedbackError
+from ticket_triage.models.tags import TAG_COLUMN_PREFIX
 
 #: The export's text columns, joined like the service joins a request's subject and description.
 TEXT_COLUMNS = ("subject", "description")
@@ -47,6 +61,9 @@ OPTIONAL_COLUMNS = {
     "urgency": "urgency",
     "id": "ticket_id",
 }
+#: The export's tags column (joined by LIST_SEPARATOR), and the frame column it is read into.
+TAGS_COLUMN = "tags"
+CORRECTED_TAGS = "corrected_tags"
 SKIP_SUPERSEDED = "superseded by a later answer for the same ticket"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: Only read by ``corrections()``; the store insists on a lease length.
@@ -150,7 +167,8 @@ def correction_columns(header: Collection[str]) -> ColumnMap:
             f"a corrections file needs the columns of GET /reviews/export ({wanted}); it has: {found}"
         )
     optional = {name: column for name, column in OPTIONAL_COLUMNS.items() if column in header}
-    return ColumnMap(text=text, label=LABEL_COLUMN, **optional)
+    extra = {CORRECTED_TAGS: TAGS_COLUMN} if TAGS_COLUMN in header else {}
+    return ColumnMap(text=text, label=LABEL_COLUMN, extra=extra, **optional)
 
 
 def _from_file(path: Path) -> LoadResult:
@@ -213,8 +231,9 @@ def merge_corrections(
     carries the rows the loader already dropped, by reason; ``read`` is the number of rows in the source.
     """
     report = MergeReport(read=len(corrections) if read is None else read, skipped=dict(skipped or {}))
-    corr = corrections.reset_index(drop=True)
     merged = original.reset_index(drop=True).copy()
+    tag_columns = [c for c in merged.columns if str(c).startswith(TAG_COLUMN_PREFIX)]
+    corr = _with_tag_columns(corrections.reset_index(drop=True), tag_columns)
     corr_text = [normalise_text(t) for t in corr[TEXT]]
     corr_ids = list(corr[ID]) if ID in corr.columns else [None] * len(corr)
 
@@ -259,6 +278,9 @@ def merge_corrections(
         labels[targets] = row[LABEL]
         if use_priority and priorities is not None and row[PRIORITY] is not None:
             priorities[targets] = row[PRIORITY]
+        if tag_columns and row.get(CORRECTED_TAGS) is not None:
+            for column in tag_columns:
+                merged.loc[targets, column] = row[column]
         replaced.update(targets)
     merged[LABEL] = labels
     if priorities is not None:
@@ -279,9 +301,35 @@ def merge_corrections(
     return merged, report
 
 
+def _with_tag_columns(corr: pd.DataFrame, tag_columns: list[str]) -> pd.DataFrame:
+    """``corr`` with the original frame's tag columns filled from each correction's joined tags."""
+    if not tag_columns or CORRECTED_TAGS not in corr.columns:
+        return corr
+    corr = corr.copy()
+    cells: list[list[str | None]] = []
+    for joined in corr[CORRECTED_TAGS]:
+        tags = (
+            []
+            if not isinstance(joined, str)
+            else [t.strip() for t in joined.split(LIST_SEPARATOR) if t.strip()]
+        )
+        cells.append((tags + [None] * len(tag_columns))[: len(tag_columns)])
+    for j, column in enumerate(tag_columns):
+        corr[column] = pd.Series([row[j] for row in cells], index=corr.index, dtype=object)
+    return corr
+
+
 def _as_original(rows: pd.DataFrame, columns: pd.Index, mapped: Collection[str]) -> pd.DataFrame:
     """Appended corrections with exactly the original frame's columns; unmapped fields left empty."""
-    always = {TEXT, LABEL, SOURCE, SOURCE_ROW, PRIORITY, ID}
+    always = {
+        TEXT,
+        LABEL,
+        SOURCE,
+        SOURCE_ROW,
+        PRIORITY,
+        ID,
+        *(c for c in columns if str(c).startswith(TAG_COLUMN_PREFIX)),
+    }
     optional = {CREATED_AT, CHANNEL, TIER, URGENCY}
     out: dict[str, pd.Series] = {}
     index = rows.index

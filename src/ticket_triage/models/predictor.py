@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ticket_triage.data.schema import ID, TEXT
+from ticket_triage.data.schema import ID, LIST_SEPARATOR, TEXT
 from ticket_triage.features.base import FeatureSet
 from ticket_triage.models.bundle import Bundle
 from ticket_triage.models.explanation import LabelEvidence, explain_text
@@ -40,10 +40,6 @@ def explain_row(bundle: Bundle, row: pd.DataFrame, *, top_words: int, max_evals:
     return explain_text(text, score, top_two, labels, top_words=top_words, max_evals=max_evals)
 
 
-#: Joins a prediction set's labels in one CSV cell ("|" is rare in queue names; documented in the README).
-SET_SEPARATOR = "|"
-
-
 def set_labels(labels: Sequence[str], in_set: np.ndarray, probs: np.ndarray) -> list[str]:
     """The labels of one prediction set, most probable first."""
     members = np.flatnonzero(in_set)
@@ -51,7 +47,7 @@ def set_labels(labels: Sequence[str], in_set: np.ndarray, probs: np.ndarray) -> 
 
 
 def format_set(labels: Sequence[str], in_set: np.ndarray, probs: np.ndarray) -> str:
-    return SET_SEPARATOR.join(set_labels(labels, in_set, probs))
+    return LIST_SEPARATOR.join(set_labels(labels, in_set, probs))
 
 
 def predict_frame(bundle: Bundle, frame: pd.DataFrame, routing: RoutingPolicy | None = None) -> pd.DataFrame:
@@ -77,13 +73,13 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, routing: RoutingPolicy | 
         out["priority"] = np.asarray(bundle.targets[PRIORITY].labels, dtype=object)[pbest]
         out["priority_confidence"] = pprobs[np.arange(len(pbest)), pbest].round(6)
     # New columns go after the original six, so readers that count columns keep working. One cell per row:
-    # the set's labels joined by SET_SEPARATOR, most probable first.
+    # the set's labels joined by LIST_SEPARATOR, most probable first.
     out["prediction_set"] = (
         None if sets is None else [format_set(labels, sets[i], probs[i]) for i in range(len(best))]
     )
     if bundle.tags is not None:
         tag_probs = bundle.tags.predict_proba(features)
-        out["tags"] = [SET_SEPARATOR.join(tag for tag, _ in bundle.tags.chosen(p)) for p in tag_probs]
+        out["tags"] = [LIST_SEPARATOR.join(tag for tag, _ in bundle.tags.chosen(p)) for p in tag_probs]
     for j, label in enumerate(category.labels):
         out[f"prob_{label}"] = probs[:, j].round(6)
     return out

@@ -112,6 +112,8 @@ class ReviewRow(Base):
     predicted_category: Mapped[str] = mapped_column(String(200), nullable=False)
     confidence: Mapped[float] = mapped_column(Float, nullable=False)
     predicted_priority: Mapped[str | None] = mapped_column(String(200))
+    #: The model's tags (models trained with --tags), a JSON list; None without.
+    predicted_tags: Mapped[list[str] | None] = mapped_column(JSONType)
     priority_rank: Mapped[int] = mapped_column(SmallInteger, nullable=False)
     model_version: Mapped[str] = mapped_column(String(200), nullable=False)
     enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
@@ -124,6 +126,8 @@ class ReviewRow(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_category: Mapped[str | None] = mapped_column(String(200))
     resolved_priority: Mapped[str | None] = mapped_column(String(200))
+    #: The reviewer's tags, a JSON list; None when the answer said nothing about tags.
+    resolved_tags: Mapped[list[str] | None] = mapped_column(JSONType)
     note: Mapped[str | None] = mapped_column(Text)
     #: ``canonical.review_key`` of the ticket and model version: at most one open item per key.
     review_key: Mapped[str | None] = mapped_column(String(64))
@@ -187,6 +191,8 @@ class NewReviewItem:
     #: ``canonical.review_key``: while an item with this key is open, adding another returns that item.
     #: None: never merged (items spooled before keys existed, or added by hand).
     review_key: str | None = None
+    #: The model's tags for the ticket, most likely first; None for a model without tags.
+    predicted_tags: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,8 @@ class ReviewItem:
     resolved_category: str | None
     resolved_priority: str | None
     note: str | None
+    predicted_tags: tuple[str, ...] | None = None
+    resolved_tags: tuple[str, ...] | None = None
 
     @property
     def final_priority(self) -> str | None:
@@ -263,4 +271,6 @@ def to_item(row: ReviewRow, now: datetime) -> ReviewItem:
         resolved_category=row.resolved_category,
         resolved_priority=row.resolved_priority,
         note=row.note,
+        predicted_tags=None if row.predicted_tags is None else tuple(row.predicted_tags),
+        resolved_tags=None if row.resolved_tags is None else tuple(row.resolved_tags),
     )

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from ticket_triage.data.schema import LIST_SEPARATOR
 from ticket_triage.review.db import SQLITE_IMMEDIATE
 from ticket_triage.review.models import (
     CLAIMED,
@@ -190,6 +191,7 @@ class ReviewStore:
             predicted_category=item.predicted_category,
             confidence=float(item.confidence),
             predicted_priority=item.predicted_priority,
+            predicted_tags=None if item.predicted_tags is None else [str(t) for t in item.predicted_tags],
             priority_rank=priority_rank(item.predicted_priority),
             model_version=item.model_version,
             enqueued_at=now if item.enqueued_at is None else as_utc(item.enqueued_at),
@@ -288,20 +290,24 @@ class ReviewStore:
         category: str,
         priority: str | None = None,
         note: str | None = None,
+        tags: Sequence[str] | None = None,
     ) -> ReviewItem:
-        """Record the reviewer's answer. Repeating the same answer (same reviewer, category and priority)
-        returns the item unchanged, so a retried request is harmless; any other answer to a resolved item
-        is a ResolveConflictError. Only the holder of a live lease may resolve an open item."""
+        """Record the reviewer's answer. Repeating the same answer (same reviewer, category, priority and
+        tags) returns the item unchanged, so a retried request is harmless; any other answer to a resolved
+        item is a ResolveConflictError. Only the holder of a live lease may resolve an open item.
+        ``tags`` None: the answer says nothing about tags (an empty list says "none of them")."""
         _name(reviewer, "reviewer")
         _name(category, "category")
         now = self._now()
         with self._write() as session, session.begin():
+            answered_tags = None if tags is None else sorted({str(t) for t in tags})
             row = self._locked(session, item_id)
             if row.resolved_at is not None:
-                if (row.resolved_by, row.resolved_category, row.resolved_priority) == (
+                if (row.resolved_by, row.resolved_category, row.resolved_priority, row.resolved_tags) == (
                     reviewer,
                     category,
                     priority,
+                    answered_tags,
                 ):
                     return to_item(row, now)
                 raise ResolveConflictError(
@@ -315,6 +321,7 @@ class ReviewStore:
             row.resolved_at = now
             row.resolved_category = category
             row.resolved_priority = priority
+            row.resolved_tags = answered_tags
             row.note = note
             row.lease_expires_at = None
             session.add(
@@ -323,7 +330,7 @@ class ReviewStore:
                     at=now,
                     actor=reviewer,
                     action="resolved",
-                    detail={"category": category, "priority": priority},
+                    detail={"category": category, "priority": priority, "tags": answered_tags},
                 )
             )
             session.flush()
@@ -514,9 +521,15 @@ class ReviewStore:
                 "priority": row.resolved_priority
                 if row.resolved_priority is not None
                 else row.predicted_priority,
+                # The reviewer's tags, or else the model's, joined like `triage predict` joins them.
+                "tags": None if (tags := _final_tags(row)) is None else LIST_SEPARATOR.join(tags),
             }
             for row in rows
         ]
+
+
+def _final_tags(row: ReviewRow) -> list[str] | None:
+    return row.resolved_tags if row.resolved_tags is not None else row.predicted_tags
 
 
 def _claimable(now: datetime) -> ColumnElement[bool]:

@@ -275,6 +275,7 @@ class ServingModel:
             "version": self.version,
             "trained_at": manifest.trained_at.isoformat(),
             "routing_threshold": self.threshold,
+            "tags": None if self.bundle.tags is None else list(self.bundle.tags.tags),
             "routing_rule": self.routing.rule,
             "conformal_alpha": self.routing.alpha,
             "data_fingerprint": manifest.data_fingerprint,

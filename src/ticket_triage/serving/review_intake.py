@@ -90,6 +90,7 @@ def review_item(
         model_version=answer.model_version,
         top_labels=top,
         predicted_priority=answer.priority,
+        predicted_tags=None if answer.tags is None else tuple(t.label for t in answer.tags),
         ticket_id=None if ticket.ticket_id is None else str(ticket.ticket_id),
         subject=ticket.subject,
         description=ticket.description,

@@ -369,6 +369,8 @@ class ReviewItemOut(BaseModel):
     resolved_category: str | None
     resolved_priority: str | None
     note: str | None
+    predicted_tags: list[str] | None = Field(None, description="The model's tags, most likely first.")
+    resolved_tags: list[str] | None = Field(None, description="The reviewer's tags; null when not answered.")
 
 
 class ReviewList(BaseModel):
@@ -381,6 +383,12 @@ class ResolveRequest(RequestModel):
     category: Label = Field(description="One of the model's category labels.")
     priority: Label | None = Field(None, description="The right priority; omit to keep the model's.")
     note: NoteText | None = Field(None, description="Free text kept with the answer.")
+    tags: list[Label] | None = Field(
+        None,
+        max_length=200,
+        description="The ticket's right tags (models trained with --tags); omit to keep the model's, send"
+        " [] for none.",
+    )
 
 
 class CategoryAgreement(BaseModel):

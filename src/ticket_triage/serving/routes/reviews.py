@@ -60,6 +60,7 @@ EXPORT_COLUMNS = (
     "urgency",
     "category",
     "priority",
+    "tags",
 )
 
 _MEANING = {
@@ -254,6 +255,12 @@ def _check_labels(registry: ModelRegistry, request: ResolveRequest) -> None:
         problems.append(
             FieldError(field="priority", message=f"unknown priority; one of: {', '.join(labels)}")
         )
+    known_tags = [] if model.bundle.tags is None else model.bundle.tags.tags
+    unknown = sorted(set(request.tags or ()) - set(known_tags))
+    if unknown:
+        allowed = ", ".join(known_tags) if known_tags else "none: this model has no tags"
+        shown = ", ".join(unknown[:5]) + (" …" if len(unknown) > 5 else "")
+        problems.append(FieldError(field="tags", message=f"unknown tag(s) {shown}; one of: {allowed}"))
     if problems:
         summary = "; ".join(f"{p.field}: {p.message}" for p in problems)
         raise ApiError(422, f"invalid request: {summary}", fields=problems)
@@ -277,7 +284,7 @@ async def resolve(
     _check_labels(registry, request)
     asked_at = datetime.now(UTC)
     item = await _call(
-        reviews.resolve, item_id, caller.name, request.category, request.priority, request.note
+        reviews.resolve, item_id, caller.name, request.category, request.priority, request.note, request.tags
     )
     if item.resolved_at is not None and item.resolved_at >= asked_at:  # new, not a repeated answer
         agreed = item.resolved_category == item.predicted_category

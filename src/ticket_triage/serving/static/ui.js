@@ -17,6 +17,7 @@
     name: null,
     categories: [],
     priorities: null,
+    tags: null,
     item: null,
     selected: null,
     mine: 0,
@@ -171,6 +172,8 @@
       const targets = (model && model.targets) || {};
       state.categories = targets.category ? [...targets.category.labels] : [];
       state.priorities = targets.priority ? [...targets.priority.labels] : null;
+      state.tags = Array.isArray(model.tags) ? [...model.tags] : null;
+      renderTagOptions();
       state.name = sessionStorage.getItem(STORE_NAME);
       clearMessage();
       showWorkspace();
@@ -291,6 +294,7 @@
     $("f-model").textContent = text(item.model_version);
     $("f-description").textContent = item.description || "(no description)";
     loadEvidence(item);
+    renderTags(item);
     $("category-search").value = "";
     $("note").value = "";
     renderPriority(item);
@@ -301,6 +305,59 @@
     const heading = $("ticket-subject");
     heading.tabIndex = -1;
     heading.focus();
+  }
+
+  // --- tags: the model's, ticked; the reviewer unticks wrong ones and adds missing ones ----------------
+
+  function renderTagOptions() {
+    const options = $("tag-options");
+    options.replaceChildren();
+    for (const tag of state.tags || []) {
+      const option = document.createElement("option");
+      option.value = tag;
+      options.append(option);
+    }
+    $("tags-box").hidden = !state.tags;
+  }
+
+  function addTagBox(tag, checked) {
+    const list = $("tag-list");
+    if ([...list.querySelectorAll("input")].some((box) => box.value === tag)) return;
+    const row = document.createElement("li");
+    const label = document.createElement("label");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.name = "tag";
+    box.value = tag;
+    box.checked = checked;
+    label.append(box, document.createTextNode(` ${tag}`));
+    row.append(label);
+    list.append(row);
+  }
+
+  function renderTags(item) {
+    $("tag-list").replaceChildren();
+    $("tag-add").value = "";
+    $("tag-add-error").hidden = true;
+    if (!state.tags) return;
+    for (const tag of item.predicted_tags || []) addTagBox(tag, true);
+  }
+
+  function addTypedTag() {
+    const tag = $("tag-add").value.trim();
+    if (!tag) return;
+    if (!(state.tags || []).includes(tag)) {
+      $("tag-add-error").textContent = `Not a tag this model knows: ${tag}`;
+      $("tag-add-error").hidden = false;
+      return;
+    }
+    $("tag-add-error").hidden = true;
+    addTagBox(tag, true);
+    $("tag-add").value = "";
+  }
+
+  function checkedTags() {
+    return [...$("tag-list").querySelectorAll("input:checked")].map((box) => box.value);
   }
 
   // --- evidence: the words behind the two most likely categories, highlighted in the ticket ----------
@@ -565,6 +622,7 @@
       if (priority) body.priority = priority;
       const note = $("note").value.trim();
       if (note) body.note = note;
+      if (state.tags) body.tags = checkedTags();
       const done = await api("POST", `/reviews/${item.id}/resolve`, { body });
       state.mine += 1; // shown at once; the stats refresh below brings the server's count
       renderMine();
@@ -678,6 +736,14 @@
       resolve();
     });
     $("skip").addEventListener("click", skip);
+    $("tag-add-button").addEventListener("click", addTypedTag);
+    $("tag-add").addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        event.stopPropagation(); // Enter here adds the tag; it must not resolve the ticket
+        addTypedTag();
+      }
+    });
     $("release").addEventListener("click", release);
     $("message-close").addEventListener("click", clearMessage);
     $("category-search").addEventListener("input", renderChoices);
