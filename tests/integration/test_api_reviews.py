@@ -370,7 +370,9 @@ def test_tags_are_queued_with_the_item_and_a_tag_answer_is_kept_and_exported(
     again = reviews_client.post(f"/reviews/{item['id']}/resolve", json=body, headers=REVIEW)
     assert again.status_code == 200  # the same answer repeated is harmless
     other = {**body, "tags": []}
-    assert reviews_client.post(f"/reviews/{item['id']}/resolve", json=other, headers=REVIEW).status_code == 409
+    assert (
+        reviews_client.post(f"/reviews/{item['id']}/resolve", json=other, headers=REVIEW).status_code == 409
+    )
     export = reviews_client.get("/reviews/export", params={"format": "jsonl"}, headers=REVIEW).text
     rows = [json.loads(line) for line in export.splitlines() if line.strip()]
     [row] = [r for r in rows if r["ticket_id"] == str(_ticket(71)["ticket_id"])]

@@ -532,6 +532,7 @@ def test_corrections_are_training_rows(backend: Backend) -> None:
             "urgency": "high",
             "category": "billing",
             "priority": "critical",  # the reviewer gave none: the model's
+            "tags": None,  # a model without tags, and no tag answer
         },
         {
             "ticket_id": "T-102",
@@ -543,6 +544,7 @@ def test_corrections_are_training_rows(backend: Backend) -> None:
             "urgency": None,
             "category": "tech",  # the reviewer's, not the model's "billing"
             "priority": "low",  # the reviewer's, not the model's "high"
+            "tags": None,
         },
         {
             "ticket_id": "T-103",
@@ -554,6 +556,7 @@ def test_corrections_are_training_rows(backend: Backend) -> None:
             "urgency": None,
             "category": "tech",
             "priority": "medium",
+            "tags": None,
         },
     ]
     since = store.corrections(since=datetime(2026, 3, 10, 1, 10, tzinfo=UTC))
@@ -580,7 +583,7 @@ def test_migrate_twice_is_a_no_op(backend: Backend) -> None:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
-    assert versions == ["0004_open_review_key"]
+    assert versions == ["0005_review_tags"]
     assert set(inspect(backend.engine).get_table_names()) == tables_before
     assert tables_before == {
         "alembic_version",
