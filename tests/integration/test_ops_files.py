@@ -43,6 +43,7 @@ HISTOGRAMS: dict[str, tuple[str, ...]] = {
     "triage_inference_batch_size": (),
     "triage_inference_duration_seconds": (),
     "triage_prediction_confidence": (),
+    "triage_explain_seconds": (),
 }
 GAUGES: dict[str, tuple[str, ...]] = {
     "triage_cache_breaker_state": (),

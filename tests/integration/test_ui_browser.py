@@ -95,6 +95,18 @@ class Queue:
         [found] = [i for i in response.json()["items"] if i["id"] == item_id]
         return found
 
+    def answer_everything_waiting(self) -> None:
+        """Resolve what earlier tests left open: items still claimed by alice (a page that claimed and
+        never answered), then every pending one, each as the model predicted it."""
+        listed = self.http.get("/reviews", params={"status": "claimed", "limit": 1000}, headers=REVIEW)
+        held = [i for i in listed.json()["items"] if i["claimed_by"] == "alice"]
+        while (left := self.http.post("/reviews/claim", headers=REVIEW)).status_code == 200:
+            held.append(left.json())
+        for item in held:
+            done = {"category": item["predicted_category"]}
+            answer = self.http.post(f"/reviews/{item['id']}/resolve", json=done, headers=REVIEW)
+            assert answer.status_code == 200, answer.text
+
     def labels(self, target: str) -> list[str]:
         response = self.http.get("/model", headers=REVIEW)
         assert response.status_code == 200, response.text
@@ -260,12 +272,7 @@ def test_a_claimed_ticket_shows_the_evidence_for_its_two_best_guesses_highlighte
         "channel": "email",
         "customer_tier": "gold",
     }
-    while (left := queue.http.post("/reviews/claim", headers=REVIEW)).status_code == 200:
-        stale = left.json()  # what earlier tests left waiting is answered first, so ours comes next
-        done = {"category": stale["predicted_category"]}
-        assert (
-            queue.http.post(f"/reviews/{stale['id']}/resolve", json=done, headers=REVIEW).status_code == 200
-        )
+    queue.answer_everything_waiting()  # so the item this test queues is the next one claimed
     answer = queue.http.post("/predict", json=hostile, headers=PREDICT).json()
     assert answer["route"] == "review", answer
     sign_in(page, ui_server.base_url)
@@ -292,12 +299,7 @@ def test_a_claimed_ticket_shows_the_evidence_for_its_two_best_guesses_highlighte
 def test_a_tag_correction_made_on_the_page_reaches_the_export(
     page: Page, ui_server: ServerProcess, queue: Queue
 ) -> None:
-    while (left := queue.http.post("/reviews/claim", headers=REVIEW)).status_code == 200:
-        stale = left.json()
-        done = {"category": stale["predicted_category"]}
-        assert (
-            queue.http.post(f"/reviews/{stale['id']}/resolve", json=done, headers=REVIEW).status_code == 200
-        )
+    queue.answer_everything_waiting()  # so the item this test queues is the next one claimed
     [item_id] = queue.add(1)
     item = queue.item(item_id)
     known = queue.http.get("/model", headers=REVIEW).json()["tags"]

@@ -201,6 +201,15 @@ class ServingModel:
         chosen = model.chosen(np.asarray(scores.tags))
         return [LabelProbability(label=tag, probability=round(p, 6)) for tag, p in chosen]
 
+    def prediction_sets(self, scores: Sequence[Scores], routing: RoutingPolicy) -> list[np.ndarray] | None:
+        """Each answer's conformal set (a boolean row per answer) in one pass: per ticket, crepes costs
+        ~1 ms for 77 labels; batched, ~0.3 ms. None for a bundle without conformal calibration."""
+        if not scores or self._category.conformal is None:
+            return None
+        probs = np.asarray([s.category for s in scores], dtype=np.float64)
+        sets = self._category.prediction_sets(probs, routing.alpha(self.routing))
+        return None if sets is None else list(sets)
+
     def check_routing(self, routing: RoutingPolicy) -> None:
         """Refuse (ValueError) a routing rule this bundle cannot apply, before any ticket meets it."""
         self.bundle.check_routing(routing)
@@ -219,16 +228,19 @@ class ServingModel:
         routing: RoutingPolicy,
         cached: bool,
         prediction_id: str,
+        set_row: np.ndarray | None = None,
     ) -> Prediction:
-        """The API answer for one ticket; ``top_k=0`` lists every label."""
+        """The API answer for one ticket; ``top_k=0`` lists every label. ``set_row``: the ticket's row of
+        :meth:`prediction_sets`, when the caller computed the sets of many answers at once."""
         probs = np.asarray(scores.category)
         order = np.argsort(-probs, kind="stable")
         best = int(order[0])
         shown = order if top_k == 0 else order[:top_k]
         confidence = float(probs[best])
-        sets = self._category.prediction_sets(probs[None, :], routing.alpha(self.routing))
-        in_set = None if sets is None else set_labels(self.category_labels, sets[0], probs)
-        sole = None if sets is None else bool(sole_label(sets, np.array([best]))[0])
+        if set_row is None:
+            [set_row] = self.prediction_sets([scores], routing) or [None]
+        in_set = None if set_row is None else set_labels(self.category_labels, set_row, probs)
+        sole = None if set_row is None else bool(sole_label(set_row[None, :], np.array([best]))[0])
         priority = priority_confidence = None
         if scores.priority is not None and self.priority_labels is not None:
             pprobs = np.asarray(scores.priority)

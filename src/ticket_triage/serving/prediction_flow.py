@@ -86,9 +86,13 @@ class PredictionFlow:
             for t, s, fields, c in zip(tickets, scores, inputs, was_cached, strict=True)
             if s is not None
         ]
+        sets = model.prediction_sets([s for _, s, _, _ in scored], self.routing)
+        rows = sets if sets is not None else [None] * len(scored)
         answers = [
-            model.answer(t, s, top_k=top_k, routing=self.routing, cached=c, prediction_id=uuid.uuid4().hex)
-            for t, s, _, c in scored
+            model.answer(
+                t, s, top_k=top_k, routing=self.routing, cached=c, prediction_id=uuid.uuid4().hex, set_row=row
+            )
+            for (t, s, _, c), row in zip(scored, rows, strict=True)
         ]
         for answer in answers:
             self.metrics.predictions.labels(
