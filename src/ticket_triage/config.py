@@ -163,3 +163,31 @@ class Settings(BaseSettings):
     #: bounds one request's scoring cost whatever the per-ticket limit (1,000 tickets of 4,000 characters).
     max_batch_chars: int = Field(4_000_000, ge=1)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+
+    # --- helpdesk integrations (serving/routes/integrations.py, integrations/) ----------------------
+    #: Per system, the secret its webhooks are signed with (Zendesk's signing secret, Zammad's HMAC token,
+    #: Jira's webhook secret) or the shared token it sends (Freshdesk). Unset: that system's endpoint
+    #: refuses every call (401), so an integration is never open by accident.
+    zendesk_webhook_secret: SecretStr | None = None
+    freshdesk_webhook_secret: SecretStr | None = None
+    jira_webhook_secret: SecretStr | None = None
+    zammad_webhook_secret: SecretStr | None = None
+    #: A signed Zendesk delivery older (or further in the future) than this is refused as a replay.
+    webhook_replay_seconds: int = Field(300, ge=1)
+    #: TOML file mapping model labels to the helpdesk's own group or queue ids (docs/integrations.md).
+    #: Set, a label without a mapping is never sent out as a route: its tickets go to review.
+    route_map_file: Path | None = None
+
+    # --- outbound notifier (notify/) ----------------------------------------------------------------
+    #: Every routing decision is POSTed here, signed with ``notify_secret``; unset, nothing is sent.
+    notify_url: str | None = None
+    notify_secret: SecretStr | None = None
+    #: Failed deliveries are retried with exponential backoff (base doubling up to the cap, with jitter);
+    #: after this many attempts the decision is dead-lettered in the database (GET /admin/notifications).
+    notify_max_attempts: int = Field(12, ge=1)
+    notify_backoff_seconds: float = Field(1.0, gt=0)
+    notify_backoff_max_seconds: float = Field(300.0, gt=0)
+    notify_timeout_seconds: float = Field(10.0, gt=0)
+    #: Deliveries in flight at once (different tickets; one ticket's decisions go out one at a time).
+    notify_concurrency: int = Field(8, ge=1)
+    notify_poll_seconds: float = Field(1.0, gt=0)

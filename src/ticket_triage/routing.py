@@ -109,3 +109,10 @@ class RoutingPolicy:
         """:meth:`routes` for one answer."""
         mask = None if sole is None else np.array([sole])
         return AUTO if self.routes(confidence, bundle, mask)[0] == AUTO else REVIEW
+
+
+def mapped_route(route: Route, queue_id: str | None, map_in_force: bool) -> Route:
+    """With a route map in force, only a label the map names may be sent out: the rest go to review."""
+    if map_in_force and queue_id is None:
+        return REVIEW
+    return route

@@ -37,6 +37,8 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     "triage_reviews_resolved_total": ("agreed",),
     "triage_dead_letter_total": ("kind",),
     "triage_inference_failed_tickets_total": (),
+    "triage_webhook_deliveries_total": ("system", "outcome"),
+    "triage_ticket_answers_total": ("result",),
 }
 HISTOGRAMS: dict[str, tuple[str, ...]] = {
     "triage_http_request_duration_seconds": ("route", "method", "status"),

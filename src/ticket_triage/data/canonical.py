@@ -125,3 +125,9 @@ def review_key(model_version: str, fields: Mapping[str, object]) -> str:
     the same ticket is another answer, as it is another cache entry.
     """
     return hashlib.sha256(f"{model_version}\0{input_digest(fields)}".encode()).hexdigest()
+
+
+def ticket_review_key(source: str, ticket_id: str) -> str:
+    """The open review item of a ticket the helpdesk names by id: one per ticket, whatever its version or
+    the model's, so an edited ticket updates its waiting item instead of queueing a second one."""
+    return hashlib.sha256(f"ticket\0{source}\0{ticket_id}".encode()).hexdigest()

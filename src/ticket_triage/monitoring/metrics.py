@@ -69,6 +69,20 @@ class ServiceMetrics:
             buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "triage_webhook_deliveries",
+            "Helpdesk webhook calls by system and outcome: answered, unauthorized (bad or missing signature)"
+            " or invalid (a payload that is not that system's ticket).",
+            ["system", "outcome"],
+            registry=r,
+        )
+        self.ticket_answers = Counter(
+            "triage_ticket_answers",
+            "Tickets with an id, by what the ticket ledger did: new (first answer of this version),"
+            " replayed (a retried delivery got its first answer again) or ledger_error (database down).",
+            ["result"],
+            registry=r,
+        )
         self.cache_lookups = Counter(
             "triage_cache_lookups",
             "Cache lookups per ticket: hit, miss, rejected (a stored value not signed by us or not scores), "

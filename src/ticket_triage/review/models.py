@@ -193,6 +193,10 @@ class NewReviewItem:
     review_key: str | None = None
     #: The model's tags for the ticket, most likely first; None for a model without tags.
     predicted_tags: tuple[str, ...] | None = None
+    #: A new version of a ticket whose open item has this ``review_key`` (``canonical.ticket_review_key``):
+    #: that item takes this item's text and answer (keeping its place and any claim) instead of being
+    #: returned unchanged.
+    updates_open: bool = False
 
 
 @dataclass(frozen=True)

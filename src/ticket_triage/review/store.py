@@ -50,6 +50,25 @@ _MAX_NAME = 200
 MAX_LIST_LIMIT = 1000
 #: Tries of one keyed insert; another try is needed only when the open item it met was resolved meanwhile.
 _OPEN_KEY_ATTEMPTS = 5
+#: What a newer version of a ticket replaces in its open item (``NewReviewItem.updates_open``).
+_REFRESHED = (
+    "prediction_id",
+    "subject",
+    "description",
+    "ticket_created_at",
+    "channel",
+    "customer_tier",
+    "urgency",
+    "language",
+    "ticket_metadata",
+    "top_labels",
+    "predicted_category",
+    "confidence",
+    "predicted_priority",
+    "predicted_tags",
+    "priority_rank",
+    "model_version",
+)
 
 
 class ReviewError(Exception):
@@ -150,6 +169,8 @@ class ReviewStore:
                     ids[i] = known[pid]
                 elif key is not None and key in open_keys:
                     ids[i] = open_keys[key]
+                    if item.updates_open:
+                        self._refresh_open(session, ids[i], item, now)
                 elif skip_existing and pid is not None and ("p", pid) in first_of:
                     same_as[i] = first_of[("p", pid)]
                 elif key is not None and ("k", key) in first_of:
@@ -160,6 +181,8 @@ class ReviewStore:
                     if key is not None:
                         first_of[("k", key)] = i
                         ids[i] = self._insert_open(session, self._new_row(item, now), now)
+                        if item.updates_open:  # another writer's item won the key meanwhile
+                            self._refresh_open(session, ids[i], item, now)
                     else:
                         plain[i] = self._new_row(item, now)
             session.add_all(plain.values())
@@ -248,6 +271,30 @@ class ReviewStore:
             if found:
                 return found[str(row.review_key)]
         raise RuntimeError(f"review key {row.review_key} kept changing hands; retry the write")
+
+    @staticmethod
+    def _refresh_open(session: Session, item_id: int, item: NewReviewItem, now: datetime) -> None:
+        """An open item takes a newer version of its ticket: text, metadata and the model's answer.
+
+        Its place in the queue (``enqueued_at``) and any live claim stay: the reviewer holding it sees the
+        current ticket when the page reloads it. An item already carrying this answer is left alone, so a
+        replayed spool line changes nothing.
+        """
+        row = session.get(ReviewRow, item_id, with_for_update=True)
+        if row is None or row.resolved_at is not None or row.prediction_id == item.prediction_id:
+            return
+        fresh = ReviewStore._new_row(item, now)
+        for name in _REFRESHED:
+            setattr(row, name, getattr(fresh, name))
+        session.add(
+            ReviewEventRow(
+                item_id=row.id,
+                at=now,
+                actor=None,
+                action="updated",
+                detail={"prediction_id": item.prediction_id, "model_version": item.model_version},
+            )
+        )
 
     def claim(self, reviewer: str) -> ReviewItem | None:
         """Lease the most urgent, then oldest, claimable item to ``reviewer``; None when nothing waits."""

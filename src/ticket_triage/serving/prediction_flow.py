@@ -7,15 +7,17 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ticket_triage.audit import AuditRecord, DurableWriter, SpoolFullError
-from ticket_triage.data.canonical import TicketFields, model_inputs
+from ticket_triage.data.canonical import TicketFields, input_digest, model_inputs
 from ticket_triage.monitoring.metrics import ServiceMetrics
-from ticket_triage.routing import RoutingPolicy
+from ticket_triage.notify.decision import decision
+from ticket_triage.route_map import RouteMap
+from ticket_triage.routing import RoutingPolicy, mapped_route
 from ticket_triage.serving.batcher import Lane, MicroBatcher, TicketScoringError
 from ticket_triage.serving.cache import PredictionCache, cache_key
 from ticket_triage.serving.errors import ApiError, unavailable
@@ -23,8 +25,10 @@ from ticket_triage.serving.inference import Scores, ServingModel
 from ticket_triage.serving.registry import ModelRegistry
 from ticket_triage.serving.review_intake import ReviewIntake
 from ticket_triage.serving.schemas import Explanation, FieldError, Prediction, Ticket
+from ticket_triage.serving.ticket_ledger import API_SOURCE, TicketLedger, TicketVersion
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -46,17 +50,28 @@ class PredictionFlow:
     metrics: ServiceMetrics
     routing: RoutingPolicy
     audit_enabled: bool = True
+    #: Retried deliveries of a ticket version get their first answer (None: every call answers afresh).
+    ledger: TicketLedger | None = None
+    route_map: RouteMap | None = None
+    #: Hand every new answer to the outbox (a notifier is configured).
+    notify: bool = False
     _writes: set[asyncio.Task[None]] = field(default_factory=set)
     #: One explanation at a time: each is hundreds of rows of model work, and a thread running one cannot
     #: be cancelled, so callers queue here instead of piling threads onto the cores predictions need.
     _explaining: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
-    async def predict(self, tickets: Sequence[Ticket], top_k: int, *, endpoint: str) -> PredictionRun:
+    async def predict(
+        self, tickets: Sequence[Ticket], top_k: int, *, endpoint: str, source: str = API_SOURCE
+    ) -> PredictionRun:
         """Answers in input order; cache hits skip the model, repeated tickets are computed once.
 
-        Every answer routed to review (cached or not) is queued for a reviewer and carries its
-        ``review_id``; when the review store cannot be written, the items go to the spool and the answers
-        go out without one. Every answer is handed to the audit writer, which stores it later.
+        A ticket with a ``ticket_id`` whose version (``source``, id, model inputs) was answered before
+        gets that answer again, the same ``prediction_id`` and ``review_id``, and nothing else happens:
+        a retried delivery makes no second decision (``ticket_ledger``). Every new answer routed to
+        review (cached or not) is queued for a reviewer and carries its ``review_id``; a ticket with an
+        id has one open item, which a new version updates. When the review store cannot be written, the
+        items go to the spool and the answers go out without one. Every new answer is handed to the
+        audit writer and, with a notifier, to the outbox.
         """
         started = time.perf_counter()
         try:
@@ -66,10 +81,54 @@ class PredictionFlow:
         predicted_at = datetime.now(UTC)
         model = self.registry.current  # read once: a reload mid-request cannot mix two models
         inputs = model_inputs(tickets)
+        versions = [
+            None if t.ticket_id is None else TicketVersion(source, str(t.ticket_id), input_digest(f))
+            for t, f in zip(tickets, inputs, strict=True)
+        ]
+        answers: dict[int, Prediction] = await self._replayed(versions)
+        fresh = [i for i in range(len(tickets)) if i not in answers]
+        cached = 0
+        if fresh:
+            new, cached = await self._answer_fresh(
+                model, [tickets[i] for i in fresh], [inputs[i] for i in fresh], top_k, endpoint, source
+            )
+            kept = await self._claim(
+                [(versions[i], new[n][0]) for n, i in enumerate(fresh) if versions[i] is not None],
+                predicted_at,
+            )
+            own: list[tuple[int, Scores]] = []
+            for n, i in enumerate(fresh):
+                answer, scores = new[n]
+                version = versions[i]
+                stored = kept.get(version) if version is not None else None
+                if stored is not None and stored.prediction_id != answer.prediction_id:
+                    answers[i] = stored  # another delivery of this version answered first
+                else:
+                    answers[i] = answer
+                    own.append((i, scores))
+            await self._after_answering(model, tickets, inputs, versions, own, answers, predicted_at, source)
+            if self.audit_enabled:
+                latency_ms = (time.perf_counter() - started) * 1000.0
+                self.writer.record(
+                    [audit_record(answers[i], s.signals, predicted_at, latency_ms, endpoint) for i, s in own]
+                )
+        return PredictionRun(
+            model=model, predictions=[answers[i] for i in range(len(tickets))], cached=cached
+        )
+
+    async def _answer_fresh(
+        self,
+        model: ServingModel,
+        tickets: list[Ticket],
+        inputs: list[dict[str, Any]],
+        top_k: int,
+        endpoint: str,
+        source: str,
+    ) -> tuple[list[tuple[Prediction, Scores]], int]:
+        """New answers (cache, then one model pass for the misses) with the route map applied."""
         keys = [cache_key(model.version, fields) for fields in inputs]
         scores = await self._cached(model, keys)
         was_cached = [s is not None for s in scores]
-
         first_of: dict[str, int] = {}
         for i, key in enumerate(keys):
             if scores[i] is None:
@@ -80,35 +139,92 @@ class PredictionFlow:
                 if scores[i] is None:
                     scores[i] = by_key[key]
             self._write_behind({key: s.to_json() for key, s in by_key.items()})
-
-        scored = [
-            (t, s, fields, c)
-            for t, s, fields, c in zip(tickets, scores, inputs, was_cached, strict=True)
-            if s is not None
-        ]
-        sets = model.prediction_sets([s for _, s, _, _ in scored], self.routing)
-        rows = sets if sets is not None else [None] * len(scored)
-        answers = [
-            model.answer(
+        done = [s for s in scores if s is not None]
+        sets = model.prediction_sets(done, self.routing)
+        rows = sets if sets is not None else [None] * len(done)
+        out = []
+        for t, s, c, row in zip(tickets, done, was_cached, rows, strict=True):
+            answer = model.answer(
                 t, s, top_k=top_k, routing=self.routing, cached=c, prediction_id=uuid.uuid4().hex, set_row=row
             )
-            for (t, s, _, c), row in zip(scored, rows, strict=True)
-        ]
-        for answer in answers:
+            out.append((self._destined(answer, source), s))
+        return out, sum(was_cached)
+
+    def _destined(self, answer: Prediction, source: str) -> Prediction:
+        """The helpdesk's queue id for the category; with a map in force, unmapped labels go to review."""
+        if self.route_map is None:
+            return answer
+        queue_id = self.route_map.queue_for(source, answer.category)
+        route = mapped_route(answer.route, queue_id, map_in_force=True)
+        return answer.model_copy(update={"queue_id": queue_id, "route": route})
+
+    async def _after_answering(
+        self,
+        model: ServingModel,
+        tickets: Sequence[Ticket],
+        inputs: list[dict[str, Any]],
+        versions: list[TicketVersion | None],
+        own: list[tuple[int, Scores]],
+        answers: dict[int, Prediction],
+        predicted_at: datetime,
+        source: str,
+    ) -> None:
+        """Metrics, review queue, the ledger's review ids and the outbox, for this request's own answers."""
+        mine = [answers[i] for i, _ in own]
+        for answer in mine:
             self.metrics.predictions.labels(
                 category=answer.category, priority=answer.priority or "", route=answer.route
             ).inc()
             self.metrics.confidence.observe(answer.confidence)
-        await self.intake.queue(model, [(t, s, fields) for t, s, fields, _ in scored], answers, predicted_at)
-        if self.audit_enabled:
-            latency_ms = (time.perf_counter() - started) * 1000.0
-            self.writer.record(
-                [
-                    audit_record(a, s.signals, predicted_at, latency_ms, endpoint)
-                    for a, (_, s, _, _) in zip(answers, scored, strict=True)
-                ]
-            )
-        return PredictionRun(model=model, predictions=answers, cached=sum(was_cached))
+        scored = [(tickets[i], s, inputs[i]) for i, s in own]
+        await self.intake.queue(model, scored, mine, predicted_at, source=source)
+        reviewed = []
+        for (i, _), answer in zip(own, mine, strict=True):
+            answers[i] = answer
+            version = versions[i]
+            if version is not None and answer.review_id is not None:
+                reviewed.append((version, answer.prediction_id, answer.review_id))
+        if reviewed and self.ledger is not None:
+            await self._ledger_call(self.ledger.set_review_ids, reviewed)
+        if self.notify:
+            self.writer.notify([decision(answer, source, predicted_at) for answer in mine])
+
+    async def _replayed(self, versions: list[TicketVersion | None]) -> dict[int, Prediction]:
+        """Answers already given to these ticket versions, by position."""
+        wanted = [v for v in versions if v is not None]
+        if self.ledger is None or not wanted:
+            return {}
+        found = await self._ledger_call(self.ledger.find, wanted)
+        if found is None:
+            return {}
+        out = {}
+        for i, version in enumerate(versions):
+            if version is not None and version in found:
+                out[i] = Prediction.model_validate(found[version])
+        self.metrics.ticket_answers.labels(result="replayed").inc(len(out))
+        return out
+
+    async def _claim(
+        self, answers: list[tuple[TicketVersion | None, Prediction]], now: datetime
+    ) -> dict[TicketVersion, Prediction]:
+        """Store this request's answers as their versions' answers; returns the answer kept per version."""
+        pairs = [(v, a.model_dump(mode="json")) for v, a in answers if v is not None]
+        if self.ledger is None or not pairs:
+            return {}
+        kept = await self._ledger_call(self.ledger.claim, pairs, now)
+        if kept is None:
+            return {}
+        self.metrics.ticket_answers.labels(result="new").inc(len(pairs))
+        return {v: Prediction.model_validate(a) for v, a in kept.items()}
+
+    async def _ledger_call(self, method: Callable[..., _T], *args: Any) -> _T | None:
+        """The ledger is a guard, not a dependency: when the database fails, answer without it."""
+        try:
+            return await asyncio.to_thread(method, *args)
+        except Exception as exc:
+            log.warning("ticket ledger unavailable (%s); answering without retry detection", exc)
+            self.metrics.ticket_answers.labels(result="ledger_error").inc()
+            return None
 
     async def explain(
         self, model: ServingModel, ticket: TicketFields, *, top_words: int, max_evals: int

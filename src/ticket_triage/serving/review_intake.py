@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ticket_triage.audit import DurableWriter, SpoolFullError
-from ticket_triage.data.canonical import review_key
+from ticket_triage.data.canonical import review_key, ticket_review_key
 from ticket_triage.review import NewReviewItem
 from ticket_triage.serving.errors import unavailable
 from ticket_triage.serving.inference import Scores, ServingModel
@@ -42,6 +42,8 @@ class ReviewIntake:
         scored: Sequence[tuple[Ticket, Scores, Mapping[str, object]]],
         answers: list[Prediction],
         predicted_at: datetime,
+        *,
+        source: str,
     ) -> None:
         """Queue every answer routed to review and set its ``review_id`` in ``answers``.
 
@@ -50,7 +52,7 @@ class ReviewIntake:
         routed = [i for i, answer in enumerate(answers) if answer.route == "review"]
         if not routed:
             return
-        items = [review_item(model, *scored[i], answers[i], predicted_at) for i in routed]
+        items = [review_item(model, *scored[i], answers[i], predicted_at, source) for i in routed]
         write = asyncio.ensure_future(asyncio.to_thread(self.writer.add_review_items, items))
         try:
             # shield: a timed-out write keeps running and ends stored or spooled, never half done.
@@ -79,8 +81,13 @@ def review_item(
     inputs: Mapping[str, object],
     answer: Prediction,
     predicted_at: datetime,
+    source: str,
 ) -> NewReviewItem:
-    """The queue's copy of one routed answer; the top labels come from the scores, not the caller's top_k."""
+    """The queue's copy of one routed answer; the top labels come from the scores, not the caller's top_k.
+
+    A ticket with an id is keyed by it (``source`` names whose id), so its next version updates this
+    item; one without is keyed by its inputs and the model version."""
+    identified = ticket.ticket_id is not None
     probs = np.asarray(scores.category, dtype=float)
     order = np.argsort(-probs, kind="stable")[:REVIEW_TOP_LABELS]
     top = tuple((model.category_labels[int(i)], round(float(probs[i]), 6)) for i in order)
@@ -102,5 +109,10 @@ def review_item(
         metadata=ticket.metadata,
         prediction_id=answer.prediction_id,
         enqueued_at=predicted_at,
-        review_key=review_key(answer.model_version, inputs),
+        review_key=(
+            ticket_review_key(source, str(ticket.ticket_id))
+            if identified
+            else review_key(answer.model_version, inputs)
+        ),
+        updates_open=identified,
     )

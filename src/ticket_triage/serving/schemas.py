@@ -322,6 +322,12 @@ class Prediction(BaseModel):
         description="`auto` when the routing rule in force (threshold, singleton set, or both) says the"
         " model is sure enough; `review` sends the ticket to people."
     )
+    queue_id: str | None = Field(
+        None,
+        description="The helpdesk's own group or queue id for `category`, from the route map"
+        " (TRIAGE_ROUTE_MAP_FILE). Null without a map, and for a label the map does not name: such a ticket"
+        " is routed to `review`, never sent out.",
+    )
     model_version: str
     cached: bool
     review_id: int | None = Field(

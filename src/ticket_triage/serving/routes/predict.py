@@ -34,7 +34,7 @@ TopK = Annotated[
 ]
 
 
-def _check_lengths(tickets: list[Ticket], limit: int, prefix: str) -> None:
+def check_lengths(tickets: list[Ticket], limit: int, prefix: str) -> None:
     """Texts over the limit are refused by name (the limit is a setting, so it is checked here)."""
     problems = []
     for i, ticket in enumerate(tickets):
@@ -83,7 +83,7 @@ async def predict(
     explain: Explain = False,
 ) -> Prediction:
     """Category, priority, calibrated confidence, prediction set and route of one ticket."""
-    _check_lengths([ticket], settings.max_text_chars, "")
+    check_lengths([ticket], settings.max_text_chars, "")
     run = await predictions.predict([ticket], top_k, endpoint="predict")
     answer = run.predictions[0]
     if not explain:
@@ -117,7 +117,7 @@ async def predict_batch(
         raise ApiError(
             422, "tickets is empty", fields=[FieldError(field="tickets", message="send at least one")]
         )
-    _check_lengths(batch.tickets, settings.max_text_chars, "tickets")
+    check_lengths(batch.tickets, settings.max_text_chars, "tickets")
     _check_total_chars(batch.tickets, settings.max_batch_chars)
     run = await predictions.predict(batch.tickets, top_k, endpoint="batch")
     return BatchResponse(predictions=run.predictions, model_version=run.model.version, cached=run.cached)
