@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -32,6 +33,7 @@ def serve(
         check_bundle(bundle_path, read_manifest(bundle_path))
     except BundleError as exc:
         fail(f"{exc} (train one with `triage train` or `make run`)")
+    routes = _checked_route_map(settings, bundle_path)
     try:
         keys, created = startup_key_store(
             env_spec=settings.api_keys,
@@ -54,5 +56,27 @@ def serve(
     first_run = first_run_path(settings.api_key_file)
     if created or first_run.exists():
         typer.echo(f"  new keys:  {first_run} (copy them, then delete that file)")
+    if routes is not None:
+        typer.echo(f"  route map: {routes.source} ({sum(map(len, routes.tables.values()))} labels mapped)")
+    for system in ("zendesk", "freshdesk", "jira", "zammad"):
+        if getattr(settings, f"{system}_webhook_secret") is not None:
+            typer.echo(f"  webhook:   {base}/integrations/{system}")
+    if settings.notify_url:
+        target = urlsplit(settings.notify_url)  # no credentials or query on the terminal
+        typer.echo(f"  notifying: {target.scheme}://{target.hostname}{target.path}")
     typer.echo(cache_line(settings))  # the Redis URL with its password as ***
     run_server(settings)
+
+
+def _checked_route_map(settings: Any, bundle_path: Path) -> Any:
+    """The route map read and checked against the bundle's labels before any worker starts."""
+    from ticket_triage.models.bundle import read_manifest
+    from ticket_triage.route_map import RouteMapError, load_route_map
+
+    try:
+        routes = load_route_map(settings.route_map_file)
+        if routes is not None:
+            routes.check_labels(read_manifest(bundle_path).targets["category"])
+    except RouteMapError as exc:
+        fail(str(exc))
+    return routes

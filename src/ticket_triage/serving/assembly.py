@@ -10,9 +10,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from functools import partial
 
 from ticket_triage.audit import DurableWriter, Spool
+from ticket_triage.audit.records import retention_cutoff
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.notify.delivery import build_notifier
@@ -30,12 +32,28 @@ from ticket_triage.serving.ticket_ledger import TicketLedger
 
 log = logging.getLogger(__name__)
 
+LEDGER_RETENTION_EVERY_SECONDS = 3600.0
+
 
 def _one_torch_thread() -> None:
     """Each pass runs the encoder members on a helper thread beside the pipeline: one torch thread each."""
     import torch
 
     torch.set_num_threads(1)
+
+
+async def _ledger_retention(ledger: TicketLedger, days: int) -> None:
+    """Answers are kept as long as audit records: a helpdesk retrying after that gets a fresh answer."""
+    while True:
+        cutoff = retention_cutoff(datetime.now(UTC), days)
+        try:
+            if cutoff is not None:
+                removed = await asyncio.to_thread(ledger.delete_older_than, cutoff)
+                if removed:
+                    log.info("ticket ledger retention removed %d answer(s)", removed)
+        except Exception as exc:
+            log.warning("ticket ledger retention failed (%s); next try in an hour", exc)
+        await asyncio.sleep(LEDGER_RETENTION_EVERY_SECONDS)
 
 
 @asynccontextmanager
@@ -114,6 +132,10 @@ async def running_service(
         asyncio.create_task(service.monitors.watch_reviews(interval)),
         asyncio.create_task(service.monitors.watch_drift(interval)),
     ]
+    if settings.audit_retention_days > 0:
+        background.append(
+            asyncio.create_task(_ledger_retention(TicketLedger(engine), settings.audit_retention_days))
+        )
     if watch and settings.model_watch_seconds > 0:
         background.append(await service.registry.watch_live(settings.model_watch_seconds))
     if notifier is not None:
