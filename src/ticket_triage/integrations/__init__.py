@@ -16,4 +16,11 @@ ADAPTERS: dict[str, Adapter] = {
     zammad.SYSTEM: zammad.ADAPTER,
 }
 
-__all__ = ["ADAPTERS", "Adapter"]
+
+
+def adapters(*, replay_seconds: float) -> dict[str, Adapter]:
+    """The adapters with the operator's settings: Zendesk's replay window is ``webhook_replay_seconds``."""
+    return {**ADAPTERS, zendesk.SYSTEM: zendesk.ZendeskAdapter(replay_seconds=replay_seconds)}
+
+
+__all__ = ["ADAPTERS", "Adapter", "adapters"]

@@ -1,4 +1,4 @@
-"""``POST /integrations/{system}``: ticket webhooks from Zendesk, Freshdesk, Jira Service Management and Zammad.
+"""``POST /integrations/{system}``: ticket webhooks from Zendesk, Freshdesk, Jira SM and Zammad.
 
 Auth is the helpdesk's own: each system signs (or carries a shared token in) its deliveries, checked by
 its adapter in ``ticket_triage.integrations`` against the secret in settings; no API key is involved,
@@ -19,7 +19,7 @@ from fastapi import APIRouter, Path, Request
 from pydantic import SecretStr, ValidationError
 
 from ticket_triage.config import Settings
-from ticket_triage.integrations import ADAPTERS
+from ticket_triage.integrations import adapters
 from ticket_triage.integrations.base import PayloadError, SignatureError
 from ticket_triage.serving.errors import ApiError, documented, field_path
 from ticket_triage.serving.routes.deps import MetricsDep, PredictionsDep, SettingsDep
@@ -73,20 +73,17 @@ async def webhook(
     answer (`prediction_id`, `review_id`); an edited ticket waiting in the review queue updates its item.
     """
     body = await request.body()
-    adapter = ADAPTERS[system.value]
+    adapter = adapters(replay_seconds=settings.webhook_replay_seconds)[system.value]
     secret = webhook_secret(settings, system.value)
     try:
         if secret is None:
-            raise SignatureError(
-                f"no secret is configured for {system.value}; set TRIAGE_{system.value.upper()}_WEBHOOK_SECRET"
-            )
+            setting = f"TRIAGE_{system.value.upper()}_WEBHOOK_SECRET"
+            raise SignatureError(f"no secret is configured for {system.value}; set {setting}")
         adapter.verify(request.headers, body, secret.get_secret_value(), time.time())
     except SignatureError as exc:
         metrics.webhook_deliveries.labels(system=system.value, outcome="unauthorized").inc()
         client = request.client.host if request.client else "unknown"
-        log.warning(
-            "refused %s webhook from %s (%d bytes): %s", system.value, client, len(body), exc.reason
-        )
+        log.warning("refused %s webhook from %s (%d bytes): %s", system.value, client, len(body), exc.reason)
         raise ApiError(401, f"{system.value} webhook refused: {exc.reason}", code="bad_signature") from exc
     try:
         try:
@@ -122,5 +119,7 @@ def _ticket(fields: dict[str, object]) -> Ticket:
     except ValidationError as exc:
         problems = [FieldError(field=field_path(e["loc"]), message=e["msg"]) for e in exc.errors()]
         raise ApiError(
-            422, "the ticket in the payload is not valid: " + ", ".join(p.field for p in problems), fields=problems
+            422,
+            "the ticket in the payload is not valid: " + ", ".join(p.field for p in problems),
+            fields=problems,
         ) from exc
