@@ -26,12 +26,19 @@ TICKET = {
 
 
 def test_every_rule_routes_by_its_definition_and_the_set_does_not_depend_on_the_rule(
-    make_client: Callable[..., TestClient], synthetic_sample: Path
+    make_client: Callable[..., TestClient], synthetic_sample: Path, tmp_path: Path
 ) -> None:
     tickets = _sample(synthetic_sample, 40)
     answers = {}
     for rule in ("threshold", "singleton", "both"):
-        client = make_client(routing_rule=rule, routing_threshold=0.5, conformal_alpha=0.2)
+        # A database per service: on a shared one the ticket ledger would answer these ticket ids with the
+        # first service's decisions (retries get the first answer), whatever rule the next one routes by.
+        client = make_client(
+            routing_rule=rule,
+            routing_threshold=0.5,
+            conformal_alpha=0.2,
+            database_file=tmp_path / f"{rule}.sqlite3",
+        )
         response = client.post("/predict/batch", json={"tickets": tickets}, headers=PREDICT)
         assert response.status_code == 200, response.text
         answers[rule] = response.json()["predictions"]

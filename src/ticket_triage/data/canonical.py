@@ -131,3 +131,13 @@ def ticket_review_key(source: str, ticket_id: str) -> str:
     """The open review item of a ticket the helpdesk names by id: one per ticket, whatever its version or
     the model's, so an edited ticket updates its waiting item instead of queueing a second one."""
     return hashlib.sha256(f"ticket\0{source}\0{ticket_id}".encode()).hexdigest()
+
+
+def answer_key(model_version: str, fields: Mapping[str, object]) -> str:
+    """The ticket ledger's version of a ticket: what the model reads, and which model reads it.
+
+    With the model in it, a ticket sent again after a new model went live is answered by that model (a
+    re-score, not a retry); a retry within one model's time gets the first answer. The review item is
+    keyed by the ticket alone (:func:`ticket_review_key`), so a re-score updates it, never doubles it.
+    """
+    return review_key(model_version, fields)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ticket_triage.audit import AuditRecord, DurableWriter, SpoolFullError
-from ticket_triage.data.canonical import TicketFields, input_digest, model_inputs
+from ticket_triage.data.canonical import TicketFields, answer_key, model_inputs
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.notify.decision import decision
 from ticket_triage.route_map import RouteMap
@@ -65,9 +65,9 @@ class PredictionFlow:
     ) -> PredictionRun:
         """Answers in input order; cache hits skip the model, repeated tickets are computed once.
 
-        A ticket with a ``ticket_id`` whose version (``source``, id, model inputs) was answered before
-        gets that answer again, the same ``prediction_id`` and ``review_id``, and nothing else happens:
-        a retried delivery makes no second decision (``ticket_ledger``). Every new answer routed to
+        A ticket with a ``ticket_id`` whose version (``source``, id, model inputs) was answered before by
+        this model gets that answer again, the same ``prediction_id`` and ``review_id``, and nothing else
+        happens: a retried delivery makes no second decision (``ticket_ledger``). Every new answer routed to
         review (cached or not) is queued for a reviewer and carries its ``review_id``; a ticket with an
         id has one open item, which a new version updates. When the review store cannot be written, the
         items go to the spool and the answers go out without one. Every new answer is handed to the
@@ -82,7 +82,9 @@ class PredictionFlow:
         model = self.registry.current  # read once: a reload mid-request cannot mix two models
         inputs = model_inputs(tickets)
         versions = [
-            None if t.ticket_id is None else TicketVersion(source, str(t.ticket_id), input_digest(f))
+            None
+            if t.ticket_id is None
+            else TicketVersion(source, str(t.ticket_id), answer_key(model.version, f))
             for t, f in zip(tickets, inputs, strict=True)
         ]
         answers: dict[int, Prediction] = await self._replayed(versions)

@@ -2,8 +2,9 @@
 
 Helpdesks retry webhooks they think failed, and a broker redelivers what a dead consumer never acked.
 Neither must make a second decision: the ledger keeps, per (source, ticket id, content digest), the answer
-that went out first. The digest is the canonical model inputs' (``canonical.input_digest``), so a delivery
-that changes nothing the model reads is the same version; an edit of subject or description is a new one.
+that went out first. The digest is ``canonical.answer_key`` (the canonical model inputs and the model
+version), so a delivery that changes nothing the model reads is the same version; an edit of subject or
+description is a new one, and so is the same ticket sent again once a new model is live (a re-score).
 
 Claiming is insert-if-absent on a unique index: two deliveries of one version racing each other both see
 the first answer stored, and only its owner queues review items, audits and notifies.
