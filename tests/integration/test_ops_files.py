@@ -39,6 +39,7 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     "triage_inference_failed_tickets_total": (),
     "triage_webhook_deliveries_total": ("system", "outcome"),
     "triage_ticket_answers_total": ("result",),
+    "triage_notifications_total": ("outcome",),
 }
 HISTOGRAMS: dict[str, tuple[str, ...]] = {
     "triage_http_request_duration_seconds": ("route", "method", "status"),
@@ -46,6 +47,7 @@ HISTOGRAMS: dict[str, tuple[str, ...]] = {
     "triage_inference_duration_seconds": (),
     "triage_prediction_confidence": (),
     "triage_explain_seconds": (),
+    "triage_notification_seconds": (),
 }
 GAUGES: dict[str, tuple[str, ...]] = {
     "triage_cache_breaker_state": (),
@@ -61,6 +63,7 @@ GAUGES: dict[str, tuple[str, ...]] = {
     "triage_confidence_drift_psi": (),
     "triage_drift_features_over": ("threshold",),
     "triage_drift_window_size": (),
+    "triage_notification_pending": (),
 }
 # Series names a query may use: the contract, the histograms' series, and Prometheus's own `up`.
 SERIES: dict[str, tuple[str, ...]] = {
@@ -256,6 +259,7 @@ def test_every_alert_is_documented_and_unit_tested_firing_and_not_firing() -> No
         "TriageDeadLettersAppearing",
         "TriageInferenceFailures",
         "TriageOldModelNotReleased",
+        "TriageNotificationsDeadLettered",
     }
     assert required <= set(names), required - set(names)
     for rule in rules:

@@ -35,7 +35,7 @@ from ticket_triage.review.models import Base, IdType, UTCDateTime, as_utc
 log = logging.getLogger(__name__)
 
 FILE_NAME = "dead-letters.jsonl"
-KINDS = ("audit", "review", "unknown")
+KINDS = ("audit", "review", "notify", "unknown")
 #: Deeper than this, a payload that JSON cannot encode as it is keeps the rest as its repr (cut short).
 _MAX_DEPTH = 100
 _PREDICTION_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
@@ -266,7 +266,7 @@ class DeadLetterStore:
         for where, (key, kind, payload) in [("table", r) for r in rows] + [
             ("file", f) for f in from_file if with_file
         ]:
-            if kind not in ("audit", "review") or '"$int_hex"' in payload:
+            if kind not in KINDS or kind == "unknown" or '"$int_hex"' in payload:
                 skipped.append(f"{where} {key}: {kind} record cannot be replayed")
                 continue
             entries.append({"kind": kind, "data": json.loads(payload)})

@@ -1,5 +1,6 @@
-"""Spool entries (``{"kind": "audit" | "review", "data": <the record's JSON>}``) and how they are stored:
-decoded, written in batches that skip ids already stored, and the records at fault dead-lettered."""
+"""Spool entries (``{"kind": "audit" | "review" | "notify", "data": <the record's JSON>}``) and how they
+are stored: decoded, written in batches that skip ids already stored, and the records at fault
+dead-lettered."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from sqlalchemy import Engine
 from ticket_triage.audit.dead_letter import DeadLetter, DeadLetterStore
 from ticket_triage.audit.isolate import describe, isolate
 from ticket_triage.audit.records import AuditRecord, insert_audit
+from ticket_triage.notify.outbox import Notification, insert_notifications
 from ticket_triage.review import NewReviewItem, ReviewStore
 
 AUDIT = "audit"
 REVIEW = "review"
+NOTIFY = "notify"
 UNKNOWN = "unknown"
 
 Entry = dict[str, Any]
@@ -68,6 +71,10 @@ class EntryWriter:
         insert_audit(self._engine, records)
         return [None] * len(records)
 
+    def insert_notifications(self, items: list[Notification]) -> list[None]:
+        insert_notifications(self._engine, items, skip_existing=True)
+        return [None] * len(items)
+
     def add_items(self, items: list[NewReviewItem]) -> list[int]:
         return self._store.add_items(items, skip_existing=True)
 
@@ -85,6 +92,10 @@ class EntryWriter:
                     stored += self._store_decoded(chunk, decode_review, self.add_items, faulty)
                 elif kind == AUDIT:
                     stored += self._store_decoded(chunk, AuditRecord.from_json, self.insert_audit, faulty)
+                elif kind == NOTIFY:
+                    stored += self._store_decoded(
+                        chunk, Notification.from_json, self.insert_notifications, faulty
+                    )
                 else:
                     faulty.extend((entry, f"spool record of unknown kind {kind!r}") for entry in chunk)
         self.dead_letter(faulty)

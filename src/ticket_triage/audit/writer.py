@@ -1,9 +1,9 @@
-"""The durable writer: audit records in background batches, review items from the request path, and a
-spool that keeps both while the database is unreachable.
+"""The durable writer: audit records and notifications (the outbox) in background batches, review items
+from the request path, and a spool that keeps them all while the database is unreachable.
 
 Ordering rule: once anything is in the spool, every new record goes there too until the spool has been
 replayed, so records reach the database in the order they were made. Exactly once: every record carries
-its ``prediction_id`` and both tables skip ids they already hold, so a replay after a write whose commit
+its ``prediction_id`` and every table skips ids it already holds, so a replay after a write whose commit
 was in doubt (or a replay cut short and repeated) never stores a record twice.
 
 A record's own fault is not an outage: a batch that fails with a data error is split until the records
@@ -24,12 +24,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
 from ticket_triage.audit.dead_letter import DeadLetterStore
 from ticket_triage.audit.entries import (
     AUDIT,
+    NOTIFY,
     REVIEW,
     UNKNOWN,
     Entry,
@@ -42,6 +44,7 @@ from ticket_triage.audit.isolate import describe, is_data_error, isolate
 from ticket_triage.audit.records import AuditRecord, delete_older_than, insert_audit, retention_cutoff
 from ticket_triage.audit.spool import Spool, SpoolBatch, SpoolFullError, encode_line
 from ticket_triage.monitoring.metrics import ServiceMetrics
+from ticket_triage.notify.outbox import Notification, insert_notifications
 from ticket_triage.review import NewReviewItem, ReviewStore
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,8 @@ class WriterCounts:
 
 
 class DurableWriter:
-    """Owns one background thread; ``record`` and ``add_review_items`` are safe from any thread."""
+    """Owns one background thread; ``record``, ``notify`` and ``add_review_items`` are safe from any
+    thread."""
 
     def __init__(
         self,
@@ -82,10 +86,12 @@ class DurableWriter:
         clock: Callable[[], datetime] | None = None,
         prepare: Callable[[], None] | None = None,
         dead_letters: DeadLetterStore | None = None,
+        on_notified: Callable[[], None] | None = None,
     ) -> None:
         """``prepare`` (the schema migration, when it failed at start-up) must succeed once before
         anything is written; until then everything is spooled. ``dead_letters`` defaults to the
-        database's table with a file in the spool folder as fallback."""
+        database's table with a file in the spool folder as fallback. ``on_notified`` is called from the
+        writer thread whenever notifications may have reached the outbox (the notifier's ``wake``)."""
         self._engine = engine
         self._store = store
         self._spool = spool
@@ -97,6 +103,8 @@ class DurableWriter:
         self._metrics = metrics
         self._clock = clock or (lambda: datetime.now(UTC))
         self._queue: deque[AuditRecord] = deque()
+        self._notices: deque[Notification] = deque()
+        self._on_notified = on_notified
         #: Accepted entries neither the database nor the spool could take (changed under _spool_lock).
         self._held: list[Entry] = []
         self._spool_lock = threading.Lock()
@@ -134,6 +142,12 @@ class DurableWriter:
         """Never blocks, raises or touches the database: the writer thread picks them up."""
         self._queue.extend(records)
         if len(self._queue) >= self._batch_size:
+            self._wake.set()
+
+    def notify(self, items: Sequence[Notification]) -> None:
+        """Hand decisions to the outbox: like ``record``, never blocks, raises or touches the database."""
+        self._notices.extend(items)
+        if len(self._notices) >= self._batch_size:
             self._wake.set()
 
     def add_review_items(self, items: Sequence[NewReviewItem]) -> list[int | None]:
@@ -181,7 +195,8 @@ class DurableWriter:
         """Wait until everything recorded so far is stored (not just spooled); False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._queue and not self._spool.pending and not self._held and not self._busy:
+            idle = not self._queue and not self._notices and not self._busy
+            if idle and not self._spool.pending and not self._held:
                 return True
             self._wake.set()
             time.sleep(0.02)
@@ -202,7 +217,8 @@ class DurableWriter:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Audit records and notifications waiting in memory for the next batch."""
+        return len(self._queue) + len(self._notices)
 
     @property
     def spool_full(self) -> bool:
@@ -244,6 +260,7 @@ class DurableWriter:
                 if not self._replay(batch):
                     return
                 self._spool.consumed(batch.upto)
+                self._notified()
             if self._held and not self._store_held():
                 return
         self._write_queue()
@@ -256,7 +273,7 @@ class DurableWriter:
             try:
                 insert_audit(self._engine, batch, skip_existing=False)
             except Exception as exc:
-                if is_data_error(exc) and self._write_audit_isolating(batch, exc):
+                if is_data_error(exc) and self._write_isolating(AUDIT, batch, exc):
                     continue
                 log.warning("audit write failed (%s); spooling %d record(s)", describe(exc), len(batch))
                 self._count(write_failures=1)
@@ -264,24 +281,61 @@ class DurableWriter:
                 self._spool_queue()
                 return
             self._count(written=len(batch))
-        if len(self._queue) > self._queue_max:
+        if not self._write_notices():
+            return
+        if self.queued > self._queue_max:
             self._spool_queue()
 
-    def _write_audit_isolating(self, batch: list[AuditRecord], error: BaseException) -> bool:
-        """The batch failed on its data: write all but the faulty records; False on an outage meanwhile."""
+    def _write_notices(self) -> bool:
+        """As the audit loop above, for the outbox; False when the database failed (all spooled)."""
+        while self._notices:
+            batch = [self._notices.popleft() for _ in range(min(self._batch_size, len(self._notices)))]
+            try:
+                # Known ids are skipped: a ticket version answered again from the ledger repeats its id.
+                insert_notifications(self._engine, batch, skip_existing=True)
+            except Exception as exc:
+                if is_data_error(exc) and self._write_isolating(NOTIFY, batch, exc):
+                    self._notified()
+                    continue
+                log.warning(
+                    "outbox write failed (%s); spooling %d notification(s)", describe(exc), len(batch)
+                )
+                self._count(write_failures=1)
+                self._to_spool([{"kind": NOTIFY, "data": n.to_json()} for n in batch], hold=True)
+                self._spool_queue()
+                return False
+            self._count(written=len(batch))
+            self._notified()
+        return True
+
+    def _notified(self) -> None:
+        if self._on_notified is None:
+            return
         try:
-            _, faulty = isolate(batch, self._entries.insert_audit, first_error=error)
+            self._on_notified()
+        except Exception as exc:  # a listener's fault must not stop the writer
+            log.warning("notification listener failed (%s)", describe(exc))
+
+    def _write_isolating(
+        self, kind: str, batch: Sequence[AuditRecord | Notification], error: BaseException
+    ) -> bool:
+        """The batch failed on its data: write all but the faulty records; False on an outage meanwhile."""
+        write: Callable[[list[Any]], list[None]] = (
+            self._entries.insert_notifications if kind == NOTIFY else self._entries.insert_audit
+        )
+        try:
+            _, faulty = isolate(batch, write, first_error=error)
             self._entries.dead_letter(
-                [({"kind": AUDIT, "data": batch[i].to_json()}, describe(e)) for i, e in faulty]
+                [({"kind": kind, "data": batch[i].to_json()}, describe(e)) for i, e in faulty]
             )
         except Exception as exc:
-            log.warning("isolating a faulty audit record failed (%s)", describe(exc))
+            log.warning("isolating a faulty %s record failed (%s)", kind, describe(exc))
             return False
         self._count(written=len(batch) - len(faulty))
         return True
 
     def _add_isolating(self, items: Sequence[NewReviewItem], error: BaseException) -> list[int | None] | None:
-        """As :meth:`_write_audit_isolating` for review items on the request path; None on an outage."""
+        """As :meth:`_write_isolating` for review items on the request path; None on an outage."""
         try:
             ids, faulty = isolate(items, self._entries.add_items, first_error=error)
             self._entries.dead_letter(
@@ -294,10 +348,12 @@ class DurableWriter:
         return ids
 
     def _spool_queue(self) -> None:
-        batch: list[AuditRecord] = []
+        entries: list[Entry] = []
         while self._queue:
-            batch.append(self._queue.popleft())
-        self._to_spool([{"kind": AUDIT, "data": r.to_json()} for r in batch], hold=True)
+            entries.append({"kind": AUDIT, "data": self._queue.popleft().to_json()})
+        while self._notices:
+            entries.append({"kind": NOTIFY, "data": self._notices.popleft().to_json()})
+        self._to_spool(entries, hold=True)
 
     def _to_spool(self, entries: list[Entry], *, hold: bool) -> None:
         """Append to the spool, after anything held (in order). A record JSON cannot hold is dead-lettered.
@@ -358,6 +414,7 @@ class DurableWriter:
         with self._spool_lock:  # by identity: the list may have been spooled and refilled meanwhile
             self._held = [entry for entry in self._held if id(entry) not in done]
         self._count(written=stored)
+        self._notified()
         log.info("stored %d record(s) held in memory while the spool was full", stored)
         return True
 

@@ -142,17 +142,39 @@ class ServiceMetrics:
         self.dead_letters = Counter(
             "triage_dead_letter",
             "Records moved to the dead-letter store because no database would take them, by kind"
-            " (audit, review, unknown for a spool line that is not JSON).",
+            " (audit, review, notify, unknown for a spool line that is not JSON).",
             ["kind"],
             registry=r,
         )
-        for kind in ("audit", "review", "unknown"):  # a series from the start, so the first one counts
+        for kind in ("audit", "review", "notify", "unknown"):  # a series from the start: the first counts
             self.dead_letters.labels(kind=kind)
         self.spool_full = Gauge(
             "triage_spool_full",
             "1 while the spool cannot be written and the database is down: new work is refused (503).",
             registry=r,
             multiprocess_mode="max",
+        )
+        # --- the outbound notifier (notify/) ---
+        self.notifications = Counter(
+            "triage_notifications",
+            "Notification attempts by outcome: delivered (2xx), retried (network error, timeout, 408, 425,"
+            " 429 or 5xx; tried again later) or dead_lettered (refused, or out of attempts).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("delivered", "retried", "dead_lettered"):
+            self.notifications.labels(outcome=outcome)
+        self.notification_pending = Gauge(
+            "triage_notification_pending",
+            "Decisions in the outbox not yet delivered nor dead (every worker counts the shared table).",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.notification_seconds = Histogram(
+            "triage_notification_seconds",
+            "Time of one notification attempt, from sending to the receiver's answer (or the failure).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
         )
         self.model_reloads = Counter(
             "triage_model_reloads", "Hot reload attempts, by outcome.", ["outcome"], registry=r
