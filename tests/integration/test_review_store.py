@@ -583,7 +583,7 @@ def test_migrate_twice_is_a_no_op(backend: Backend) -> None:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
-    assert versions == ["0005_review_tags"]
+    assert versions == ["0007_notifications"]
     assert set(inspect(backend.engine).get_table_names()) == tables_before
     assert tables_before == {
         "alembic_version",
@@ -591,5 +591,7 @@ def test_migrate_twice_is_a_no_op(backend: Backend) -> None:
         "review_events",
         "prediction_audit",
         "dead_letters",
+        "ticket_answers",
+        "notifications",
     }
     assert [i.id for i in store.list()] == list(reversed(ids))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Index, Integer, String, Text, func, insert, select, text, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Engine, Index, Integer, String, Text, delete, func, insert, select, text, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ticket_triage.review.db import SQLITE_IMMEDIATE
 from ticket_triage.review.models import Base, IdType, JSONType, UTCDateTime, as_utc
@@ -219,3 +219,14 @@ def requeue_dead(engine: Engine, notification_id: int, now: datetime) -> OutboxE
         )
         row = connection.execute(select(*_ENTRY_COLUMNS).where(NotificationRow.id == notification_id)).one()
     return OutboxEntry(*row)
+
+
+def delete_delivered_before(engine: Engine, cutoff: datetime) -> int:
+    """Retention: delivered rows older than ``cutoff`` go; pending and dead ones stay until handled."""
+    with Session(engine.execution_options(**{SQLITE_IMMEDIATE: True})) as session, session.begin():
+        result = session.execute(
+            delete(NotificationRow).where(
+                NotificationRow.status == DELIVERED, NotificationRow.delivered_at < as_utc(cutoff)
+            )
+        )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -18,7 +18,16 @@ from ticket_triage.serving.assembly import running_service
 from ticket_triage.serving.auth import KeyStore, startup_key_store
 from ticket_triage.serving.body_limit import BodyLimitMiddleware
 from ticket_triage.serving.errors import install_error_handlers
-from ticket_triage.serving.routes import admin, health, integrations, monitoring, predict, reviews, ui
+from ticket_triage.serving.routes import (
+    admin,
+    health,
+    integrations,
+    monitoring,
+    notifications,
+    predict,
+    reviews,
+    ui,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +92,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyStore | None = None
     app.include_router(integrations.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(notifications.router)
     app.include_router(reviews.router)
     app.include_router(monitoring.router)
     app.include_router(ui.router)

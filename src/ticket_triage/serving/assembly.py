@@ -13,11 +13,14 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 
+from sqlalchemy import Engine
+
 from ticket_triage.audit import DurableWriter, Spool
 from ticket_triage.audit.records import retention_cutoff
 from ticket_triage.config import Settings
 from ticket_triage.monitoring.metrics import ServiceMetrics
 from ticket_triage.notify.delivery import build_notifier
+from ticket_triage.notify.outbox import delete_delivered_before
 from ticket_triage.review import ReviewStore, make_engine, migrate
 from ticket_triage.route_map import load_route_map
 from ticket_triage.routing import RoutingPolicy
@@ -42,15 +45,20 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-async def _ledger_retention(ledger: TicketLedger, days: int) -> None:
-    """Answers are kept as long as audit records: a helpdesk retrying after that gets a fresh answer."""
+async def _retention(engine: Engine, days: int) -> None:
+    """Ledger answers and delivered notifications are kept as long as audit records: a helpdesk retrying
+    after that gets a fresh answer."""
+    ledger = TicketLedger(engine)
     while True:
         cutoff = retention_cutoff(datetime.now(UTC), days)
         try:
             if cutoff is not None:
                 removed = await asyncio.to_thread(ledger.delete_older_than, cutoff)
-                if removed:
-                    log.info("ticket ledger retention removed %d answer(s)", removed)
+                sent = await asyncio.to_thread(delete_delivered_before, engine, cutoff)
+                if removed or sent:
+                    log.info(
+                        "retention removed %d ledger answer(s), %d delivered notification(s)", removed, sent
+                    )
         except Exception as exc:
             log.warning("ticket ledger retention failed (%s); next try in an hour", exc)
         await asyncio.sleep(LEDGER_RETENTION_EVERY_SECONDS)
@@ -133,9 +141,7 @@ async def running_service(
         asyncio.create_task(service.monitors.watch_drift(interval)),
     ]
     if settings.audit_retention_days > 0:
-        background.append(
-            asyncio.create_task(_ledger_retention(TicketLedger(engine), settings.audit_retention_days))
-        )
+        background.append(asyncio.create_task(_retention(engine, settings.audit_retention_days)))
     if watch and settings.model_watch_seconds > 0:
         background.append(await service.registry.watch_live(settings.model_watch_seconds))
     if notifier is not None:
