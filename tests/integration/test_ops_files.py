@@ -260,6 +260,7 @@ def test_every_alert_is_documented_and_unit_tested_firing_and_not_firing() -> No
         "TriageInferenceFailures",
         "TriageOldModelNotReleased",
         "TriageNotificationsDeadLettered",
+        "TriageWebhooksRefused",
     }
     assert required <= set(names), required - set(names)
     for rule in rules:

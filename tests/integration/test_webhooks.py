@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from tests.integration.conftest import PREDICT, REVIEW
+from tests.integration.notify_support import Receiver
+
 from ticket_triage.integrations import ADAPTERS
+from ticket_triage.notify.signing import verify
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 SECRETS = {system: f"{system}-signing-secret-0001" for system in ADAPTERS}
@@ -157,3 +161,31 @@ def test_predict_with_a_ticket_id_is_idempotent_too(hooked: TestClient) -> None:
     assert [i["description"] for i in items if i["ticket_id"] == "T-ledger-1"] == [
         "Since Monday, on every laptop."
     ]
+
+
+def test_each_decision_reaches_the_notify_url_once_in_order(make_client: Callable[..., TestClient]) -> None:
+    """Webhook in, decision out: a retry sends nothing new, an edit sends the ticket's next decision."""
+    with Receiver() as receiver:
+        client = make_client(
+            routing_threshold=1.0,
+            routing_rule="threshold",
+            notify_url=receiver.url,
+            notify_secret="notify-secret-0001",
+            notify_backoff_seconds=0.1,
+            zammad_webhook_secret=SECRETS["zammad"],
+        )
+        created, updated = payload("zammad", "created"), payload("zammad", "updated")
+        first = deliver(client, "zammad", created, signed("zammad", created, SECRETS["zammad"]))["json"]
+        deliver(client, "zammad", created, signed("zammad", created, SECRETS["zammad"]))  # a retry
+        edit = deliver(client, "zammad", updated, signed("zammad", updated, SECRETS["zammad"]))["json"]
+        deadline = time.monotonic() + 30
+        while len(receiver.accepted()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # room for a wrong third delivery to show up
+        got = receiver.accepted()
+    assert [r.delivery for r in got] == [first["prediction_id"], edit["prediction_id"]]
+    for received, answer in zip(got, (first, edit), strict=True):
+        assert received.payload["source"] == "zammad" and received.event == "prediction"
+        assert received.payload["prediction"]["review_id"] == answer["review_id"] == first["review_id"]
+        assert received.payload["prediction"]["category"] == answer["category"]
+        assert verify("notify-secret-0001", received.signature or "", received.body, now=time.time())
