@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ticket_triage.cli.consume import consume
 from ticket_triage.cli.dead_letters import dead_letter_app
 from ticket_triage.cli.demo import demo
 from ticket_triage.cli.drift import drift_report
@@ -46,5 +47,6 @@ app.command()(retrain)
 app.command()(compare)
 app.command()(promote)
 app.command()(serve)
+app.command()(consume)
 app.add_typer(keys_app, name="keys")
 app.add_typer(dead_letter_app, name="dead-letter")

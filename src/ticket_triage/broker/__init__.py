@@ -1,0 +1,1 @@
+"""The broker front: ticket messages from a RabbitMQ queue, answered by the same service parts as HTTP."""
