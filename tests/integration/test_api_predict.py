@@ -59,12 +59,13 @@ def test_every_rule_routes_by_its_definition_and_the_set_does_not_depend_on_the_
 
 
 def test_a_wider_alpha_never_grows_a_set(
-    make_client: Callable[..., TestClient], synthetic_sample: Path
+    make_client: Callable[..., TestClient], synthetic_sample: Path, tmp_path: Path
 ) -> None:
     tickets = _sample(synthetic_sample, 20)
     sizes = {}
     for alpha in (0.02, 0.3):
-        client = make_client(conformal_alpha=alpha)
+        # Own databases: the ticket ledger would answer the second service with the first one's sets.
+        client = make_client(conformal_alpha=alpha, database_file=tmp_path / f"alpha-{alpha}.sqlite3")
         body = client.post("/predict/batch", json={"tickets": tickets}, headers=PREDICT).json()
         sizes[alpha] = [set(a["prediction_set"]) for a in body["predictions"]]
     assert all(wide <= narrow for narrow, wide in zip(sizes[0.02], sizes[0.3], strict=True))

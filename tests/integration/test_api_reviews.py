@@ -94,12 +94,23 @@ def test_routed_prediction_is_queued_and_listed(reviews_client: TestClient, trai
 
 
 def test_a_ticket_repeated_while_its_item_is_open_reuses_the_item(reviews_client: TestClient) -> None:
-    """Cached or not, in one batch or across requests: one open item per ticket, whoever sends it."""
+    """One open item per ticket: a ticket with an id by its id (a retry gets its first answer, an edit
+    updates the item), one without by its text; in one batch or across requests."""
     first = reviews_client.post("/predict", json=TICKET, headers=PREDICT).json()
-    again = reviews_client.post("/predict", json={**TICKET, "ticket_id": "HD-8"}, headers=PREDICT).json()
-    assert again["cached"] is True
-    assert again["review_id"] == first["review_id"] is not None
-    assert again["prediction_id"] != first["prediction_id"]  # still two answers, each audited
+    retry = reviews_client.post("/predict", json=TICKET, headers=PREDICT).json()
+    assert retry["cached"] is True
+    assert (retry["prediction_id"], retry["review_id"]) == (first["prediction_id"], first["review_id"])
+    assert first["review_id"] is not None
+    # Another helpdesk ticket with the same words is another ticket: its own answer and its own item.
+    twin = reviews_client.post("/predict", json={**TICKET, "ticket_id": "HD-8"}, headers=PREDICT).json()
+    assert twin["cached"] is True  # the scores came from the cache
+    assert twin["review_id"] != first["review_id"] and twin["prediction_id"] != first["prediction_id"]
+    # Without ids, the same text shares one open item.
+    anonymous = {k: v for k, v in TICKET.items() if k != "ticket_id"}
+    a = reviews_client.post("/predict", json=anonymous, headers=PREDICT).json()
+    b = reviews_client.post("/predict", json=anonymous, headers=PREDICT).json()
+    assert a["review_id"] == b["review_id"] is not None and a["prediction_id"] != b["prediction_id"]
+    assert a["review_id"] not in (first["review_id"], twin["review_id"])
 
     batch = reviews_client.post(
         "/predict/batch", json={"tickets": [_ticket(1), _ticket(2), _ticket(1), TICKET]}, headers=PREDICT
@@ -107,24 +118,35 @@ def test_a_ticket_repeated_while_its_item_is_open_reuses_the_item(reviews_client
     ids = [p["review_id"] for p in batch["predictions"]]
     assert all(isinstance(i, int) for i in ids)
     assert ids[0] == ids[2] and ids[3] == first["review_id"] and len(set(ids)) == 3
+    assert batch["predictions"][0]["prediction_id"] == batch["predictions"][2]["prediction_id"]
 
     items = reviews_client.get("/reviews", headers=REVIEW).json()["items"]
-    assert sorted(i["id"] for i in items) == sorted(set(ids))
+    assert sorted(i["id"] for i in items) == sorted({*ids, twin["review_id"], a["review_id"]})
     by_id = {i["id"]: i for i in items}
     assert [by_id[i]["ticket_id"] for i in ids] == ["HD-1", "HD-2", "HD-1", "HD-7"]
 
-    # Claimed is still open; once answered, the ticket is queued anew.
+    # Claimed is still open; a retry of the resolved version keeps its answer, an edit is queued anew.
     claimed = reviews_client.post("/reviews/claim", headers=REVIEW).json()
-    sent = next(t for t in (TICKET, _ticket(1), _ticket(2)) if t["ticket_id"] == claimed["ticket_id"])
+    sent = next(
+        t
+        for t in (TICKET, _ticket(1), _ticket(2), {**TICKET, "ticket_id": "HD-8"}, anonymous)
+        if t.get("ticket_id") == claimed["ticket_id"]
+    )
     repeat = reviews_client.post("/predict", json=sent, headers=PREDICT).json()
     assert repeat["review_id"] == claimed["id"]
     resolved = reviews_client.post(
         f"/reviews/{claimed['id']}/resolve", json={"category": claimed["predicted_category"]}, headers=REVIEW
     )
     assert resolved.status_code == 200, resolved.text
-    after = reviews_client.post("/predict", json=sent, headers=PREDICT).json()
-    assert after["review_id"] not in set(ids)
-    assert reviews_client.get("/reviews/stats", headers=REVIEW).json()["pending"] == 3
+    again = reviews_client.post("/predict", json=sent, headers=PREDICT).json()
+    if "ticket_id" in sent:  # the same version of a named ticket: its first answer
+        assert again["review_id"] == claimed["id"] and again["prediction_id"] == repeat["prediction_id"]
+        edited = {**sent, "description": sent["description"] + " It happened again today."}
+        after = reviews_client.post("/predict", json=edited, headers=PREDICT).json()
+    else:  # text without an id: queued anew once its item is answered
+        after = again
+    assert after["review_id"] not in {*ids, twin["review_id"], a["review_id"]}
+    assert reviews_client.get("/reviews/stats", headers=REVIEW).json()["pending"] == 5
 
 
 def test_claim_resolve_and_stats(reviews_client: TestClient, trained: Any) -> None:

@@ -87,13 +87,15 @@ class PredictionFlow:
             else TicketVersion(source, str(t.ticket_id), answer_key(model.version, f))
             for t, f in zip(tickets, inputs, strict=True)
         ]
-        answers: dict[int, Prediction] = await self._replayed(versions)
+        # Answers are made and kept with every label's probability; each caller sees its own top_k.
+        answers = {i: _shown(a, top_k, replayed=True) for i, a in (await self._replayed(versions)).items()}
+        cached = len(answers)
         fresh = [i for i in range(len(tickets)) if i not in answers]
-        cached = 0
         if fresh:
-            new, cached = await self._answer_fresh(
-                model, [tickets[i] for i in fresh], [inputs[i] for i in fresh], top_k, endpoint, source
+            new, hits = await self._answer_fresh(
+                model, [tickets[i] for i in fresh], [inputs[i] for i in fresh], endpoint, source
             )
+            cached += hits
             kept = await self._claim(
                 [(versions[i], new[n][0]) for n, i in enumerate(fresh) if versions[i] is not None],
                 predicted_at,
@@ -104,11 +106,18 @@ class PredictionFlow:
                 version = versions[i]
                 stored = kept.get(version) if version is not None else None
                 if stored is not None and stored.prediction_id != answer.prediction_id:
-                    answers[i] = stored  # another delivery of this version answered first
+                    answers[i] = _shown(stored, top_k, replayed=True)  # another delivery answered first
+                    cached += 1
                 else:
-                    answers[i] = answer
+                    answers[i] = _shown(answer, top_k, replayed=False)
                     own.append((i, scores))
             await self._after_answering(model, tickets, inputs, versions, own, answers, predicted_at, source)
+            # A version sent twice in this request: the second copy gets the first's review_id too.
+            mine = {answers[i].prediction_id: answers[i] for i, _ in own}
+            for i in fresh:
+                first = mine.get(answers[i].prediction_id)
+                if first is not None and first is not answers[i]:
+                    answers[i] = first.model_copy(update={"cached": True})
             if self.audit_enabled:
                 latency_ms = (time.perf_counter() - started) * 1000.0
                 self.writer.record(
@@ -123,11 +132,10 @@ class PredictionFlow:
         model: ServingModel,
         tickets: list[Ticket],
         inputs: list[dict[str, Any]],
-        top_k: int,
         endpoint: str,
         source: str,
     ) -> tuple[list[tuple[Prediction, Scores]], int]:
-        """New answers (cache, then one model pass for the misses) with the route map applied."""
+        """New answers over every label (cache, then one model pass for the misses), route map applied."""
         keys = [cache_key(model.version, fields) for fields in inputs]
         scores = await self._cached(model, keys)
         was_cached = [s is not None for s in scores]
@@ -147,7 +155,7 @@ class PredictionFlow:
         out = []
         for t, s, c, row in zip(tickets, done, was_cached, rows, strict=True):
             answer = model.answer(
-                t, s, top_k=top_k, routing=self.routing, cached=c, prediction_id=uuid.uuid4().hex, set_row=row
+                t, s, top_k=0, routing=self.routing, cached=c, prediction_id=uuid.uuid4().hex, set_row=row
             )
             out.append((self._destined(answer, source), s))
         return out, sum(was_cached)
@@ -283,6 +291,17 @@ class PredictionFlow:
         if self._writes:
             with contextlib.suppress(Exception):
                 await asyncio.wait(set(self._writes), timeout=2.0)
+
+
+def _shown(answer: Prediction, top_k: int, *, replayed: bool) -> Prediction:
+    """An answer as one caller asked for it: its ``top_k`` most likely labels (0: all); a replayed answer
+    (from the ticket ledger) says ``cached``, since nothing was computed for it."""
+    update: dict[str, Any] = {}
+    if top_k and len(answer.probabilities) > top_k:
+        update["probabilities"] = answer.probabilities[:top_k]
+    if replayed:
+        update["cached"] = True
+    return answer.model_copy(update=update) if update else answer
 
 
 def audit_record(
