@@ -386,7 +386,12 @@ async def _scenario(
                     break
                 await asyncio.sleep(0.2)
             exit_codes = [await a2.terminate(), await b.terminate()]
-            stopped = [line for c in (a2, b) for line in c.log().splitlines() if "consume: stopped" in line]
+            stopped = [
+                f"{c.name}: {line.strip()}"
+                for c in (a2, b)
+                for line in c.log().splitlines()
+                if line.startswith("consume: stopped")
+            ]
 
             # After both stopped: nothing in the input queue (nothing was left unacked), results drained.
             assert await _ready_count(channel, names.queue) == 0, "messages left in the input queue"
@@ -494,4 +499,4 @@ def test_consumers_answer_every_ticket_once_through_a_crash_and_park_the_poison(
         f" batch={batch_tps:.1f} tickets/s (batches of {BATCH}) ratio={consumer_tps / batch_tps:.2f}"
     )
     for line in run.stopped_lines:
-        print(f"BROKER: {line.strip()}")
+        print(f"BROKER: consumer {line}")
