@@ -2,8 +2,9 @@
 SIGKILLed mid-run and restarted, poison messages among the tickets, then a clean SIGTERM of both.
 
 What must hold: every valid ticket is answered, a repeated answer is the same answer (the ticket ledger),
-exactly one stored answer per ticket, every poison message parked with its reason, nothing left in the
-input queue. Speed is printed beside ``/predict/batch`` on the same tickets, never asserted.
+exactly one stored answer per ticket, every poison message parked with its reason (a dead letter may be
+repeated after the kill, like an answer), nothing left in the input queue. Speed is printed beside
+``/predict/batch`` on the same tickets, never asserted.
 
 ``TRIAGE_BROKER_TICKETS`` sets the ticket count (600 by default; the acceptance run uses 5000).
 """
@@ -19,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -469,14 +470,22 @@ def test_consumers_answer_every_ticket_once_through_a_crash_and_park_the_poison(
         engine.dispose()
     assert stored == len(tickets), f"{stored} stored answers for {len(tickets)} tickets"
 
-    # Every poison message parked exactly once, as sent, with the reason.
-    assert len(run.dead) == len(POISON), [m.message_id for m in run.dead]
-    assert {m.message_id for m in run.dead} == poison_ids
+    # Every poison message parked, as sent, with its reason, and nothing else. Parking is at least once
+    # like answering: a consumer killed between the broker's confirm of a dead letter and its ack parks
+    # that message again on redelivery, marked as such (a reader dedupes on message_id).
+    copies = Counter(m.message_id for m in run.dead)
+    assert set(copies) == poison_ids, "poison missing from the dead-letter queue, or a ticket in it"
     poison_by_id = {f"poison-{n:02d}": body for n, body in enumerate(POISON)}
     for message in run.dead:
-        reason = (message.headers or {}).get("x-triage-reason")
+        headers = message.headers or {}
+        reason = headers.get("x-triage-reason")
         assert isinstance(reason, str) and reason.strip(), f"{message.message_id} has no reason"
         assert message.body == poison_by_id[str(message.message_id)]
+    for message_id, n in copies.items():
+        if n > 1:
+            again = [m for m in run.dead if m.message_id == message_id]
+            assert any((m.headers or {}).get("x-triage-redelivered") for m in again), message_id
+    dead_repeats = len(run.dead) - len(copies)
 
     with running_server(
         models_dir,
@@ -494,7 +503,7 @@ def test_consumers_answer_every_ticket_once_through_a_crash_and_park_the_poison(
     print(
         f"\nBROKER: published={len(tickets) + len(POISON)} ({len(tickets)} tickets + {len(POISON)} poison)"
         f" consumed={len(run.results)} results redelivered={redelivered} duplicates_removed={duplicates}"
-        f" dead_lettered={len(run.dead)} stored={stored} audited={audited}"
+        f" dead_lettered={len(copies)} (+{dead_repeats} repeated) stored={stored} audited={audited}"
         f" killed_A_after={run.killed_after} wall={run.seconds:.1f}s consumer={consumer_tps:.1f} tickets/s"
         f" batch={batch_tps:.1f} tickets/s (batches of {BATCH}) ratio={consumer_tps / batch_tps:.2f}"
     )

@@ -86,6 +86,9 @@ def dead_letter_message(incoming: AbstractIncomingMessage, reason: str, app_id: 
     """The input as it came (body and properties) plus the reason, so it can be fixed and re-published."""
     headers = dict(incoming.headers or {})
     headers[REASON_HEADER] = reason
+    # A consumer killed between the broker's confirm and its ack parks the message again on redelivery:
+    # this marks such a repeat (same message_id) for whoever reads the dead letters.
+    headers[REDELIVERED_HEADER] = bool(incoming.redelivered)
     return aio_pika.Message(
         body=incoming.body,
         content_type=incoming.content_type,
