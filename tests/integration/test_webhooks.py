@@ -189,3 +189,43 @@ def test_each_decision_reaches_the_notify_url_once_in_order(make_client: Callabl
         assert received.payload["prediction"]["review_id"] == answer["review_id"] == first["review_id"]
         assert received.payload["prediction"]["category"] == answer["category"]
         assert verify("notify-secret-0001", received.signature or "", received.body, now=time.time())
+
+
+def test_a_replayed_answer_whose_process_died_gets_its_item_and_audit_record(
+    hooked: TestClient, make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    """The state a consumer killed right after the ledger write leaves (answer kept, nothing else yet) is
+    built here with the ledger itself: a SIGKILL cannot be aimed at that gap reliably. The redelivery must
+    bring the review item and the audit record in, once."""
+    from sqlalchemy import text
+
+    from ticket_triage.data.canonical import answer_key, model_inputs
+    from ticket_triage.review import make_engine
+    from ticket_triage.serving.schemas import Ticket
+    from ticket_triage.serving.ticket_ledger import TicketLedger, TicketVersion
+
+    ticket = {"ticket_id": "T-crash-1", "subject": "Printer offline", "description": "Since the update."}
+    made = hooked.post("/predict", json={**ticket, "ticket_id": "T-crash-0"}, headers=PREDICT).json()
+    version = TicketVersion(
+        "api", "T-crash-1", answer_key(made["model_version"], model_inputs([Ticket(**ticket)])[0])
+    )
+    lost = {**made, "ticket_id": "T-crash-1", "prediction_id": "lost-answer-0001", "review_id": None}
+    engine = make_engine(f"sqlite+pysqlite:///{tmp_path / 'review.sqlite3'}")
+    try:
+        TicketLedger(engine).claim([(version, lost)], datetime.now(UTC))
+        for _ in range(2):  # the redelivery, then a retry of it
+            again = hooked.post("/predict", json=ticket, headers=PREDICT).json()
+            assert again["prediction_id"] == "lost-answer-0001"
+        items = [i for i in _queue(hooked) if i["ticket_id"] == "T-crash-1"]
+        assert len(items) == 1 and items[0]["predicted_category"] == made["category"]
+        deadline = time.monotonic() + 10
+        audited = 0
+        while time.monotonic() < deadline and audited == 0:
+            time.sleep(0.2)
+            with engine.connect() as conn:
+                audited = conn.execute(
+                    text("SELECT count(*) FROM prediction_audit WHERE prediction_id = 'lost-answer-0001'")
+                ).scalar_one()
+        assert audited == 1
+    finally:
+        engine.dispose()

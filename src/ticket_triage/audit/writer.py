@@ -163,7 +163,9 @@ class DurableWriter:
             raise self._full_error()
         if self._prepare is None and not self._spool.pending:
             try:
-                ids = self._store.add_items(items)
+                # By prediction id: an answer the ticket ledger replays hands its item in again, in
+                # case the process that made it died before the item was kept.
+                ids = self._store.add_items(items, skip_existing=True)
             except Exception as exc:  # any failure: the items must not be lost
                 if is_data_error(exc):
                     isolated = self._add_isolating(items, exc)
@@ -271,7 +273,7 @@ class DurableWriter:
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
             try:
-                insert_audit(self._engine, batch, skip_existing=False)
+                insert_audit(self._engine, batch, skip_existing=True)  # replayed answers come again
             except Exception as exc:
                 if is_data_error(exc) and self._write_isolating(AUDIT, batch, exc):
                     continue

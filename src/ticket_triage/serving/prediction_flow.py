@@ -23,7 +23,7 @@ from ticket_triage.serving.cache import PredictionCache, cache_key
 from ticket_triage.serving.errors import ApiError, unavailable
 from ticket_triage.serving.inference import Scores, ServingModel
 from ticket_triage.serving.registry import ModelRegistry
-from ticket_triage.serving.review_intake import ReviewIntake
+from ticket_triage.serving.review_intake import ReviewIntake, replayed_review_item
 from ticket_triage.serving.schemas import Explanation, FieldError, Prediction, Ticket
 from ticket_triage.serving.ticket_ledger import API_SOURCE, TicketLedger, TicketVersion
 
@@ -88,7 +88,10 @@ class PredictionFlow:
             for t, f in zip(tickets, inputs, strict=True)
         ]
         # Answers are made and kept with every label's probability; each caller sees its own top_k.
-        answers = {i: _shown(a, top_k, replayed=True) for i, a in (await self._replayed(versions)).items()}
+        replayed = await self._replayed(versions)
+        if replayed:
+            await self._hand_in_again(tickets, replayed, predicted_at, endpoint, source)
+        answers = {i: _shown(a, top_k, replayed=True) for i, a in replayed.items()}
         cached = len(answers)
         fresh = [i for i in range(len(tickets)) if i not in answers]
         if fresh:
@@ -198,6 +201,33 @@ class PredictionFlow:
             await self._ledger_call(self.ledger.set_review_ids, reviewed)
         if self.notify:
             self.writer.notify([decision(answer, source, predicted_at) for answer in mine])
+
+    async def _hand_in_again(
+        self,
+        tickets: Sequence[Ticket],
+        replayed: dict[int, Prediction],
+        now: datetime,
+        endpoint: str,
+        source: str,
+    ) -> None:
+        """A replayed answer's review item, audit record and notification, handed in once more.
+
+        The ledger keeps an answer before the rest of its request is durable, so a process killed in
+        between (a broker redelivers its messages) would leave the answer without them. Every store
+        skips a ``prediction_id`` it holds, so handing them in again keeps each exactly once.
+        """
+        answers = [replayed[i] for i in sorted(replayed)]
+        items = [
+            replayed_review_item(tickets[i], replayed[i], source, now)
+            for i in sorted(replayed)
+            if replayed[i].route == "review"
+        ]
+        if items:
+            await self.intake.queue_items(items)
+        if self.audit_enabled:
+            self.writer.record([audit_record(a, None, now, 0.0, endpoint) for a in answers])
+        if self.notify:
+            self.writer.notify([decision(a, source, now) for a in answers])
 
     async def _replayed(self, versions: list[TicketVersion | None]) -> dict[int, Prediction]:
         """Answers already given to these ticket versions, by position."""

@@ -67,6 +67,16 @@ class ReviewIntake:
             if review_id is not None:
                 answers[i] = answers[i].model_copy(update={"review_id": review_id})
 
+    async def queue_items(self, items: list[NewReviewItem]) -> None:
+        """Hand ready items to the store (or spool) without waiting for their ids."""
+        write = asyncio.ensure_future(asyncio.to_thread(self.writer.add_review_items, items))
+        try:
+            await asyncio.wait_for(asyncio.shield(write), REVIEW_WRITE_TIMEOUT_SECONDS)
+        except SpoolFullError as exc:
+            raise unavailable(exc) from exc
+        except TimeoutError:
+            write.add_done_callback(lambda done: _keep_if_refused(self.writer, items, done))
+
 
 def _keep_if_refused(writer: DurableWriter, items: list[NewReviewItem], done: asyncio.Future[Any]) -> None:
     """The answers went out without this write; if it was refused, its items must still be kept."""
@@ -115,4 +125,31 @@ def review_item(
             else review_key(answer.model_version, inputs)
         ),
         updates_open=identified,
+    )
+
+
+def replayed_review_item(ticket: Ticket, answer: Prediction, source: str, now: datetime) -> NewReviewItem:
+    """The item of an answer the ticket ledger replays, rebuilt from the stored answer (every label's
+    probability is kept there). It never updates an open item: the ticket's open item may already hold a
+    newer version."""
+    return NewReviewItem(
+        predicted_category=answer.category,
+        confidence=answer.confidence,
+        model_version=answer.model_version,
+        top_labels=tuple((p.label, p.probability) for p in answer.probabilities[:REVIEW_TOP_LABELS]),
+        predicted_priority=answer.priority,
+        predicted_tags=None if answer.tags is None else tuple(t.label for t in answer.tags),
+        ticket_id=None if ticket.ticket_id is None else str(ticket.ticket_id),
+        subject=ticket.subject,
+        description=ticket.description,
+        created_at=ticket.created_at,
+        channel=ticket.channel,
+        customer_tier=ticket.customer_tier,
+        urgency=ticket.urgency,
+        language=ticket.language,
+        metadata=ticket.metadata,
+        prediction_id=answer.prediction_id,
+        enqueued_at=now,
+        review_key=None if ticket.ticket_id is None else ticket_review_key(source, str(ticket.ticket_id)),
+        updates_open=False,
     )
