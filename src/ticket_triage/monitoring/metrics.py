@@ -83,6 +83,13 @@ class ServiceMetrics:
             ["result"],
             registry=r,
         )
+        # Both label sets are small and known: export them at 0 from the start, so a dashboard shows "none
+        # refused" rather than "no data" and rate() sees the first refusal.
+        for system in ("zendesk", "freshdesk", "jira", "zammad"):
+            for outcome in ("answered", "unauthorized", "invalid"):
+                self.webhook_deliveries.labels(system=system, outcome=outcome)
+        for result in ("new", "replayed", "ledger_error"):
+            self.ticket_answers.labels(result=result)
         self.cache_lookups = Counter(
             "triage_cache_lookups",
             "Cache lookups per ticket: hit, miss, rejected (a stored value not signed by us or not scores), "
