@@ -25,6 +25,7 @@ COMMANDS = [
     "compare",
     "promote",
     "serve",
+    "consume",
     "keys",
     "dead-letter",
 ]

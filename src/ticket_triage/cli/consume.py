@@ -44,8 +44,9 @@ def consume(
     dead_letter_queue: DeadLetterOpt = None,
     top_k: TopKOpt = 5,
 ) -> None:
-    """Consume ticket messages until SIGTERM/SIGINT: answers to the results exchange, refusals to a
-    dead-letter queue, each input acked once the broker confirmed its outcome."""
+    """Triage ticket messages from RabbitMQ until SIGTERM (answers published, refusals parked).
+
+    Each input is acked once the broker confirmed its answer, or its copy in the dead-letter queue."""
     import aiormq
 
     from ticket_triage.broker.consumer import ConsumerOptions
