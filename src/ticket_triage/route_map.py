@@ -96,9 +96,7 @@ class RouteMap:
                     f"route map {self.source}: [{name}] maps label(s) the model does not have:"
                     f" {', '.join(map(repr, strangers))}"
                 )
-        unmapped = sorted(
-            {label for name in self.tables for label in known if label not in self.table(name)}
-        )
+        unmapped = sorted({label for name in self.tables for label in known if label not in self.table(name)})
         if unmapped:
             log.warning(
                 "route map %s leaves %d label(s) unmapped somewhere; their tickets go to review there: %s",

@@ -17,7 +17,6 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
-
 def adapters(*, replay_seconds: float) -> dict[str, Adapter]:
     """The adapters with the operator's settings: Zendesk's replay window is ``webhook_replay_seconds``."""
     return {**ADAPTERS, zendesk.SYSTEM: zendesk.ZendeskAdapter(replay_seconds=replay_seconds)}

@@ -154,5 +154,3 @@ def _answers(session: Session, versions: Sequence[TicketVersion]) -> dict[Ticket
         for source, ticket_id, digest, answer in rows:
             found[TicketVersion(source, ticket_id, digest)] = dict(answer)
     return found
-
-
