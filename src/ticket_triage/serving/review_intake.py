@@ -101,6 +101,34 @@ def review_item(
     probs = np.asarray(scores.category, dtype=float)
     order = np.argsort(-probs, kind="stable")[:REVIEW_TOP_LABELS]
     top = tuple((model.category_labels[int(i)], round(float(probs[i]), 6)) for i in order)
+    key = (
+        ticket_review_key(source, str(ticket.ticket_id))
+        if identified
+        else review_key(answer.model_version, inputs)
+    )
+    return _item(ticket, answer, top, predicted_at, key, updates_open=identified)
+
+
+def replayed_review_item(ticket: Ticket, answer: Prediction, source: str, now: datetime) -> NewReviewItem:
+    """The item of an answer the ticket ledger replays, rebuilt from the stored answer (every label's
+    probability is kept there). It never updates an open item: the ticket's open item may already hold a
+    newer version."""
+    top = tuple((p.label, p.probability) for p in answer.probabilities[:REVIEW_TOP_LABELS])
+    key = None if ticket.ticket_id is None else ticket_review_key(source, str(ticket.ticket_id))
+    return _item(ticket, answer, top, now, key, updates_open=False)
+
+
+def _item(
+    ticket: Ticket,
+    answer: Prediction,
+    top: tuple[tuple[str, float], ...],
+    enqueued_at: datetime,
+    key: str | None,
+    *,
+    updates_open: bool,
+) -> NewReviewItem:
+    """One ticket and its answer as a queue item; the callers differ only in where the top labels and the
+    key come from."""
     return NewReviewItem(
         predicted_category=answer.category,
         confidence=answer.confidence,
@@ -118,38 +146,7 @@ def review_item(
         language=ticket.language,
         metadata=ticket.metadata,
         prediction_id=answer.prediction_id,
-        enqueued_at=predicted_at,
-        review_key=(
-            ticket_review_key(source, str(ticket.ticket_id))
-            if identified
-            else review_key(answer.model_version, inputs)
-        ),
-        updates_open=identified,
-    )
-
-
-def replayed_review_item(ticket: Ticket, answer: Prediction, source: str, now: datetime) -> NewReviewItem:
-    """The item of an answer the ticket ledger replays, rebuilt from the stored answer (every label's
-    probability is kept there). It never updates an open item: the ticket's open item may already hold a
-    newer version."""
-    return NewReviewItem(
-        predicted_category=answer.category,
-        confidence=answer.confidence,
-        model_version=answer.model_version,
-        top_labels=tuple((p.label, p.probability) for p in answer.probabilities[:REVIEW_TOP_LABELS]),
-        predicted_priority=answer.priority,
-        predicted_tags=None if answer.tags is None else tuple(t.label for t in answer.tags),
-        ticket_id=None if ticket.ticket_id is None else str(ticket.ticket_id),
-        subject=ticket.subject,
-        description=ticket.description,
-        created_at=ticket.created_at,
-        channel=ticket.channel,
-        customer_tier=ticket.customer_tier,
-        urgency=ticket.urgency,
-        language=ticket.language,
-        metadata=ticket.metadata,
-        prediction_id=answer.prediction_id,
-        enqueued_at=now,
-        review_key=None if ticket.ticket_id is None else ticket_review_key(source, str(ticket.ticket_id)),
-        updates_open=False,
+        enqueued_at=enqueued_at,
+        review_key=key,
+        updates_open=updates_open,
     )
